@@ -1,0 +1,35 @@
+"""ser-hf: speech emotion recognition by transfer learning on pretrained speech models."""
+
+from .audio import load_audio
+from .corpora import load_ravdess
+from .errors import (
+    AudioError,
+    AudioTooLongError,
+    CorpusError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    LabelMapError,
+    SerHfError,
+    SilentAudioError,
+    UnreadableAudioError,
+)
+from .recognizer import EmotionRecognizer, Prediction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioError",
+    "AudioTooLongError",
+    "CorpusError",
+    "EmotionRecognizer",
+    "EmptyAudioError",
+    "InvalidSamplesError",
+    "LabelMapError",
+    "Prediction",
+    "SerHfError",
+    "SilentAudioError",
+    "UnreadableAudioError",
+    "__version__",
+    "load_audio",
+    "load_ravdess",
+]

@@ -1,0 +1,280 @@
+"""Audio input: decode (soundfile) → mono → resample (soxr) → float32, with clear errors.
+
+Everything that turns user audio into samples goes through this module: files of any format
+libsndfile reads (wav, flac, ogg, ...), bytes, file objects, numpy arrays, torch tensors and the
+``{"array", "sampling_rate"}`` / ``{"path", "bytes"}`` dicts that `datasets` produces. No FFmpeg,
+no torchcodec.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import (
+    AudioError,
+    AudioTooLongError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    SilentAudioError,
+    UnreadableAudioError,
+)
+
+AudioInput = str | os.PathLike | bytes | bytearray | BinaryIO | np.ndarray | Mapping[str, Any] | Any
+
+#: Longest clip loaded whole into memory by default (seconds); longer audio goes through `iter_blocks`.
+DEFAULT_MAX_SECONDS = 600.0
+#: A clip whose peak stays below this (about -80 dBFS, 3 LSB of 16-bit audio) is digital silence.
+SILENCE_PEAK = 1e-4
+_INT_SCALES = {np.dtype(np.int8): 2**7, np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, before any decoding."""
+
+    sampling_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sampling_rate if self.sampling_rate else 0.0
+
+
+def describe(source: Any) -> str:
+    """A short human name for an audio input, used in every error message."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Mapping):
+        path = source.get("path")
+        return str(path) if path else f"<dict with keys {sorted(source)}>"
+    shape = getattr(source, "shape", None)
+    if shape is not None:
+        return f"<{type(source).__name__} shape={tuple(shape)} dtype={getattr(source, 'dtype', '?')}>"
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else f"<{type(source).__name__}>"
+
+
+def _open_target(source: Any, name: str) -> Any:
+    """What `soundfile` should open for this source (a path or a file object)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise UnreadableAudioError(name, "no such file")
+        if os.path.isdir(path):
+            raise UnreadableAudioError(name, "is a directory, not an audio file")
+        return path
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(bytes(source))
+    if hasattr(source, "read"):
+        return source
+    raise UnreadableAudioError(name, f"unsupported input type {type(source).__name__}")
+
+
+def _soundfile_problem(err: Exception) -> str:
+    text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    return f"not readable as audio ({text})"
+
+
+def audio_info(source: Any, *, name: str | None = None) -> AudioInfo:
+    """Read a file's header (rate, channels, length) without decoding its samples."""
+    name = name or describe(source)
+    target = _open_target(source, name)
+    try:
+        with sf.SoundFile(target) as f:
+            return AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), str(f.format), str(f.subtype))
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError) as err:
+        raise UnreadableAudioError(name, _soundfile_problem(err)) from err
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels of a ``(frames, channels)`` block."""
+    if samples.ndim == 1:
+        return samples
+    return samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+
+
+def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample with soxr (high quality); a no-op when the rates match."""
+    if orig_rate == target_rate:
+        return samples
+    return soxr.resample(samples, orig_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def _array_samples(source: Any, name: str) -> np.ndarray:
+    """A 1-D float32 copy of an array-like input, or an `InvalidSamplesError`."""
+    if hasattr(source, "detach"):  # torch.Tensor without importing torch here
+        source = source.detach().cpu().numpy()
+    array = np.asarray(source)
+    if array.dtype.kind == "f":
+        samples = array.astype(np.float32, copy=False)
+    elif array.dtype in _INT_SCALES:
+        samples = array.astype(np.float32) / _INT_SCALES[array.dtype]
+    else:
+        raise InvalidSamplesError(name, f"unsupported sample dtype {array.dtype}; use float32 or int16 PCM")
+    if samples.ndim != 1:
+        raise InvalidSamplesError(
+            name,
+            f"expected a 1-D mono array, got shape {samples.shape}; downmix it first "
+            "(e.g. samples.mean(axis=channel_axis)) or pass the file",
+        )
+    return samples
+
+
+def check_samples(samples: np.ndarray, name: str, *, allow_silence: bool = False) -> np.ndarray:
+    """Refuse empty, non-finite or (unless allowed) digitally silent audio."""
+    if samples.size == 0:
+        raise EmptyAudioError(name, "contains no samples")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        bad = int(samples.size - np.count_nonzero(finite))
+        raise InvalidSamplesError(name, f"{bad} of {samples.size} samples are NaN or infinite")
+    if not allow_silence and float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        raise SilentAudioError(name, f"is silent (peak below {SILENCE_PEAK:g}); nothing to recognise")
+    return samples
+
+
+def _decode_file(source: Any, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    target = _open_target(source, name)
+    try:
+        with sf.SoundFile(target) as f:
+            rate, frames = int(f.samplerate), int(f.frames)
+            if frames == 0:
+                raise EmptyAudioError(name, "contains no samples")
+            if max_seconds is not None and frames / rate > max_seconds:
+                raise AudioTooLongError(
+                    name,
+                    f"is {frames / rate:.0f} s long, over the {max_seconds:.0f} s limit for whole-clip "
+                    "loading; use EmotionRecognizer.predict_timeline for long recordings",
+                )
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as err:
+        raise UnreadableAudioError(name, _soundfile_problem(err)) from err
+    if data.shape[0] == 0:
+        raise EmptyAudioError(name, "contains no decodable samples (truncated file?)")
+    return to_mono(data), rate
+
+
+def load_audio(
+    source: AudioInput,
+    sampling_rate: int,
+    *,
+    source_sampling_rate: int | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    allow_silence: bool = False,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode any supported input to mono float32 samples at ``sampling_rate``.
+
+    Arrays are taken to be at ``source_sampling_rate`` (default: already at ``sampling_rate``).
+    Raises a subclass of `ser_hf.errors.AudioError` that names the input and the problem.
+    """
+    name = name or describe(source)
+    if isinstance(source, Mapping):
+        if source.get("array") is not None:
+            source_sampling_rate = source.get("sampling_rate", source_sampling_rate)
+            source = source["array"]
+        elif source.get("raw") is not None:  # transformers pipeline style
+            source_sampling_rate = source.get("sampling_rate", source_sampling_rate)
+            source = source["raw"]
+        elif source.get("bytes") is not None:
+            source = source["bytes"]
+        elif source.get("path"):
+            source = source["path"]
+        else:
+            raise UnreadableAudioError(name, "a dict input needs 'array' (+ 'sampling_rate'), 'bytes' or 'path'")
+
+    if isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
+        samples, rate = _decode_file(source, name, max_seconds)
+    else:
+        samples = _array_samples(source, name)
+        rate = int(source_sampling_rate or sampling_rate)
+        if max_seconds is not None and samples.size / rate > max_seconds:
+            raise AudioTooLongError(
+                name, f"is {samples.size / rate:.0f} s long, over the {max_seconds:.0f} s limit"
+            )
+    check_samples(samples, name, allow_silence=allow_silence)
+    samples = resample(np.ascontiguousarray(samples, dtype=np.float32), rate, sampling_rate)
+    return samples
+
+
+def iter_blocks(
+    source: str | os.PathLike | bytes | BinaryIO,
+    sampling_rate: int,
+    *,
+    block_seconds: float = 10.0,
+    name: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield consecutive mono float32 blocks at ``sampling_rate`` from a file of any length.
+
+    Memory stays bounded by the block size: the file is read block by block and resampled with a
+    streaming soxr resampler, so the concatenation of the blocks equals the resampled file.
+    """
+    name = name or describe(source)
+    target = _open_target(source, name)
+    try:
+        f = sf.SoundFile(target)
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError) as err:
+        raise UnreadableAudioError(name, _soundfile_problem(err)) from err
+    with f:
+        if f.frames == 0:
+            raise EmptyAudioError(name, "contains no samples")
+        rate = int(f.samplerate)
+        stream = None if rate == sampling_rate else soxr.ResampleStream(rate, sampling_rate, 1, dtype="float32")
+        frames_per_block = max(1, round(block_seconds * rate))
+        try:
+            for block in f.blocks(blocksize=frames_per_block, dtype="float32", always_2d=True):
+                mono = np.ascontiguousarray(to_mono(block))
+                if not np.isfinite(mono).all():
+                    raise InvalidSamplesError(name, "contains NaN or infinite samples")
+                out = mono if stream is None else stream.resample_chunk(mono, last=False)
+                if out.size:
+                    yield out
+        except (sf.SoundFileError, RuntimeError) as err:
+            raise UnreadableAudioError(name, _soundfile_problem(err)) from err
+        if stream is not None:
+            tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if tail.size:
+                yield tail
+
+
+def trim_silence(
+    samples: np.ndarray,
+    sampling_rate: int,
+    *,
+    threshold_db: float = 40.0,
+    frame_seconds: float = 0.025,
+    margin_seconds: float = 0.1,
+) -> np.ndarray:
+    """Cut leading and trailing frames quieter than ``threshold_db`` below the clip's loudest frame.
+
+    Keeps ``margin_seconds`` on each side; returns the input unchanged when nothing would remain.
+    """
+    frame = max(1, int(frame_seconds * sampling_rate))
+    n_frames = samples.size // frame
+    if n_frames < 3:
+        return samples
+    frames = samples[: n_frames * frame].reshape(n_frames, frame)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    peak = float(rms.max())
+    if peak <= 0.0:
+        return samples
+    loud = np.flatnonzero(rms >= peak * 10.0 ** (-threshold_db / 20.0))
+    margin = int(margin_seconds * sampling_rate)
+    start = max(0, int(loud[0]) * frame - margin)
+    end = min(samples.size, (int(loud[-1]) + 1) * frame + margin)
+    return samples[start:end] if end > start else samples

@@ -1,0 +1,119 @@
+"""Build a pretrained speech encoder with a classification head (transformers Auto classes).
+
+Every model ser-hf makes is a plain transformers ``*ForAudioClassification`` /
+``*ForSequenceClassification`` so that `pipeline("audio-classification")` and the Hub load it unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+
+from .errors import LabelMapError
+from .labels import check_id2label
+
+logger = logging.getLogger(__name__)
+
+#: Whisper's frame rate after its two convolutions (positions per second of audio).
+WHISPER_POSITIONS_PER_SECOND = 50
+
+
+def _generic_labels(labels: Sequence[str]) -> bool:
+    return all(label == f"LABEL_{i}" for i, label in enumerate(labels))
+
+
+def check_label_compatibility(config: Any, label_names: Sequence[str], source: str) -> None:
+    """Refuse a checkpoint whose trained head predicts other labels than the data's (order included)."""
+    architectures = getattr(config, "architectures", None) or []
+    has_head = any(a.endswith(("ForAudioClassification", "ForSequenceClassification")) for a in architectures)
+    if not has_head:
+        return
+    labels = check_id2label(config.id2label, source=f"{source} config")
+    if not _generic_labels(labels) and list(labels) != list(label_names):
+        raise LabelMapError(
+            f"{source}: its classification head predicts {labels}, but the data's labels are "
+            f"{list(label_names)}; pass new_head=True (--new_head) to train a fresh head instead"
+        )
+
+
+def load_backbone(
+    model_name_or_path: str,
+    label_names: Sequence[str],
+    *,
+    use_weighted_layer_sum: bool = False,
+    new_head: bool = False,
+    cache_dir: str | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    **config_overrides: Any,
+) -> tuple[PreTrainedModel, Any]:
+    """A pretrained speech encoder with a classification head over ``label_names``, and its feature extractor."""
+    hub_kwargs = {"cache_dir": cache_dir, "revision": revision, "token": token}
+    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
+    if not new_head:
+        check_label_compatibility(config, label_names, model_name_or_path)
+    id2label = dict(enumerate(label_names))
+    model = AutoModelForAudioClassification.from_pretrained(
+        model_name_or_path,
+        num_labels=len(label_names),
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+        use_weighted_layer_sum=use_weighted_layer_sum,
+        ignore_mismatched_sizes=True,
+        **config_overrides,
+        **hub_kwargs,
+    )
+    feature_extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
+    return model, feature_extractor
+
+
+def freeze(model: PreTrainedModel, *, feature_encoder: bool = True, base_model: bool = False) -> None:
+    """Freeze the CNN feature encoder (where the model has one) and optionally the whole encoder."""
+    if base_model:
+        if hasattr(model, "freeze_base_model"):
+            model.freeze_base_model()
+        elif hasattr(model, "freeze_encoder"):
+            model.freeze_encoder()
+        else:
+            raise ValueError(f"{type(model).__name__} has no encoder to freeze")
+    elif feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+
+
+def is_whisper(model: PreTrainedModel) -> bool:
+    return getattr(model.config, "model_type", None) == "whisper"
+
+
+def whisper_window_seconds(max_clip_seconds: float, *, limit: int = 30) -> int:
+    """The shortest whole-second Whisper window that holds a clip of ``max_clip_seconds``."""
+    return max(1, min(limit, math.ceil(max_clip_seconds - 1e-6)))
+
+
+def shorten_whisper_window(model: PreTrainedModel, feature_extractor: Any, seconds: int) -> None:
+    """Shrink a Whisper encoder's 30 s input window to ``seconds``, consistently.
+
+    Slices the positional embeddings, sets ``config.max_source_positions``, and sets the feature
+    extractor's ``chunk_length``/``n_samples``/``nb_max_frames``, so the saved model reloads (and
+    `pipeline` runs it) with the same window.
+    """
+    if not is_whisper(model):
+        raise ValueError(f"only Whisper encoders have a fixed input window, not {model.config.model_type}")
+    positions = int(seconds) * WHISPER_POSITIONS_PER_SECOND
+    encoder = model.get_encoder() if hasattr(model, "get_encoder") else model.encoder
+    if positions > encoder.embed_positions.num_embeddings:
+        raise ValueError(f"window of {seconds} s is longer than the model's {encoder.max_source_positions // 50} s")
+    if positions == encoder.embed_positions.num_embeddings:
+        return
+    weight = encoder.embed_positions.weight.detach()[:positions].clone()
+    encoder.embed_positions = torch.nn.Embedding.from_pretrained(weight, freeze=True)
+    encoder.max_source_positions = positions
+    model.config.max_source_positions = positions
+    feature_extractor.chunk_length = int(seconds)
+    feature_extractor.n_samples = int(seconds) * feature_extractor.sampling_rate
+    feature_extractor.nb_max_frames = feature_extractor.n_samples // feature_extractor.hop_length
+    logger.info("Whisper input window shortened to %d s (%d positions)", seconds, positions)

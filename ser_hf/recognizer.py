@@ -1,0 +1,210 @@
+"""`EmotionRecognizer`: load a speech emotion model, predict, save, share."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+
+from . import audio
+from .atomic import atomic_directory
+from .errors import AudioError, SerHfError
+from .features import AudioCollator, min_input_samples, window_samples
+from .labels import check_id2label
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The emotion recognised in one clip: top ``label``, its ``score``, and every label's probability."""
+
+    label: str
+    score: float
+    scores: dict[str, float] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "scores": dict(self.scores)}
+
+
+def _is_single_input(inputs: Any) -> bool:
+    return not isinstance(inputs, (list, tuple))
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class EmotionRecognizer:
+    """A speech emotion recognizer around a transformers audio-classification model.
+
+    >>> rec = EmotionRecognizer.from_pretrained("out/best")
+    >>> rec.predict("clip.wav")
+    Prediction(label='angry', score=0.91)
+    """
+
+    def __init__(self, model: PreTrainedModel, feature_extractor: Any, *, device: str | torch.device | None = None):
+        self.labels: list[str] = check_id2label(model.config.id2label, source=f"{type(model).__name__} config")
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.model = model.to(self.device).eval()
+        self.feature_extractor = feature_extractor
+        self.model_card: Any = None
+        self._collator = AudioCollator(feature_extractor, min_samples=min_input_samples(model.config))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> EmotionRecognizer:
+        """Load a saved folder or a Hub model id (any transformers audio-classification checkpoint)."""
+        path = Path(model_name_or_path)
+        if path.is_dir() and not (path / "config.json").exists():
+            partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+            problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"
+            raise SerHfError(f"{path}: not a saved model: it {problem}")
+        kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+        model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+        return cls(model, feature_extractor, device=device)
+
+    @classmethod
+    def finetune(cls, model_name_or_path: str, corpus: Any, *, output_dir: str, **kwargs: Any) -> EmotionRecognizer:
+        """Fine-tune ``model_name_or_path`` on ``corpus``; see `ser_hf.training.finetune` for the options."""
+        from .training import finetune
+
+        return finetune(model_name_or_path, corpus, output_dir=output_dir, **kwargs).recognizer
+
+    # --------------------------------------------------------------- properties
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The fixed input window of Whisper-style models (longer clips are truncated), else ``None``."""
+        samples = window_samples(self.feature_extractor)
+        return samples / self.sampling_rate if samples else None
+
+    # ---------------------------------------------------------------- inference
+    def load(self, source: Any, *, sampling_rate: int | None = None) -> np.ndarray:
+        """Decode one input to mono float32 at the model's rate (raises `AudioError` naming it)."""
+        return audio.load_audio(source, self.sampling_rate, source_sampling_rate=sampling_rate)
+
+    @torch.inference_mode()
+    def predict_waveforms(self, waveforms: Sequence[np.ndarray], *, batch_size: int = 8) -> list[Prediction]:
+        """Predict decoded waveforms (mono float32 at `sampling_rate`), batched by similar length."""
+        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])
+        results: list[Prediction | None] = [None] * len(waveforms)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = self._collator.encode([waveforms[i] for i in chunk])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            logits = self.model(**batch).logits.float()
+            probabilities = torch.softmax(logits, dim=-1).cpu().numpy()
+            for i, row in zip(chunk, probabilities):
+                results[i] = self._to_prediction(row)
+        return results  # type: ignore[return-value]
+
+    def _to_prediction(self, probabilities: np.ndarray) -> Prediction:
+        top = int(np.argmax(probabilities))
+        scores = {label: float(p) for label, p in zip(self.labels, probabilities)}
+        return Prediction(label=self.labels[top], score=float(probabilities[top]), scores=scores)
+
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        sampling_rate: int | None = None,
+        batch_size: int = 8,
+        errors: str = "raise",
+    ) -> Prediction | list[Prediction | AudioError]:
+        """Recognise the emotion in one clip or a list of clips.
+
+        Inputs are file paths, bytes, file objects, 1-D arrays (at ``sampling_rate``, default the
+        model's), or ``{"array", "sampling_rate"}`` dicts. A single input gives a `Prediction`, a list
+        gives a list. With ``errors="return"`` an unusable item gives its `AudioError` in place of a
+        prediction instead of raising.
+        """
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
+        single = _is_single_input(inputs)
+        items = [inputs] if single else list(inputs)
+        if not items:
+            raise SerHfError("predict() got an empty list of inputs")
+        waveforms: dict[int, np.ndarray] = {}
+        failures: dict[int, AudioError] = {}
+        for i, item in enumerate(items):
+            try:
+                waveforms[i] = self.load(item, sampling_rate=sampling_rate)
+            except AudioError as err:
+                if errors == "raise" or single:
+                    if not single:
+                        raise type(err)(err.source, f"{err.problem} (item {i} of the batch)") from err
+                    raise
+                failures[i] = err
+        self._warn_if_truncated(waveforms.values())
+        keys = list(waveforms)
+        predicted = dict(zip(keys, self.predict_waveforms([waveforms[k] for k in keys], batch_size=batch_size)))
+        out: list[Prediction | AudioError] = [predicted.get(i) or failures[i] for i in range(len(items))]
+        return out[0] if single else out  # type: ignore[return-value]
+
+    def _warn_if_truncated(self, waveforms: Any) -> None:
+        window = window_samples(self.feature_extractor)
+        if window and any(w.shape[0] > window for w in waveforms):
+            logger.warning(
+                "some clips are longer than the model's %.0f s window; only their first %.0f s are used "
+                "(use predict_timeline for long recordings)",
+                window / self.sampling_rate,
+                window / self.sampling_rate,
+            )
+
+    # ------------------------------------------------------------ saving/sharing
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Save model (safetensors), config with id2label, feature extractor and model card, atomically."""
+        with atomic_directory(save_directory) as staged:
+            self.model.save_pretrained(staged)
+            self.feature_extractor.save_pretrained(staged)
+            if self.model_card is not None:
+                self.model_card.save(staged / "README.md")
+        return Path(save_directory)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload speech emotion recognizer (ser-hf)",
+    ) -> str:
+        """Upload the saved model folder to the Hub; returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision
+            )
+        return str(getattr(commit, "commit_url", commit))
+
+    def __repr__(self) -> str:
+        return (
+            f"EmotionRecognizer(model={type(self.model).__name__}, labels={self.labels}, "
+            f"sampling_rate={self.sampling_rate}, device={self.device})"
+        )

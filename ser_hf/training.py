@@ -1,0 +1,286 @@
+"""Fine-tuning through `transformers.Trainer`: argument dataclasses, the trainer, and the run itself.
+
+The same three dataclasses (`ModelArguments`, `DataArguments`, `SERTrainingArguments`) drive
+`examples/finetune.py`, ``ser-hf train`` and `finetune`, so every option exists once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .corpora import load_ravdess
+from .evaluation import flat_metrics, make_compute_metrics, score
+from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, window_samples
+from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
+from .recognizer import EmotionRecognizer
+from .splits import random_split, split_by_speaker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained encoder to fine-tune, and how much of it."""
+
+    model_name_or_path: str = field(
+        default="facebook/wav2vec2-base",
+        metadata={"help": "Hub id or local folder of any AutoModelForAudioClassification backbone."},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Freeze the CNN feature encoder (wav2vec2, HuBERT, WavLM, data2vec)."}
+    )
+    freeze_base_model: bool = field(
+        default=False, metadata={"help": "Freeze the whole encoder and train only the classification head."}
+    )
+    use_weighted_layer_sum: bool = field(
+        default=False, metadata={"help": "Classify a learned softmax-weighted sum of all hidden layers."}
+    )
+    new_head: bool = field(
+        default=False,
+        metadata={"help": "Train a fresh head even if the checkpoint's head predicts other labels."},
+    )
+    whisper_window_seconds: int | None = field(
+        default=None,
+        metadata={"help": "Whisper input window in seconds (default: the longest training clip, rounded up)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
+    model_revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
+
+
+@dataclass
+class DataArguments:
+    """Which corpus, which speakers for validation and test, and how to prepare the audio."""
+
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Corpus folder, .zip or Hub dataset id; empty downloads RAVDESS from Zenodo."},
+    )
+    corpus: str = field(default="ravdess", metadata={"help": "Corpus format.", "choices": ["ravdess"]})
+    test_actors: str = field(default="21,22,23,24", metadata={"help": "Speakers held out for the test."})
+    eval_actors: str = field(
+        default="19,20", metadata={"help": "Speakers held out to pick the best epoch (empty: keep the last)."}
+    )
+    split: str = field(
+        default="speaker",
+        metadata={"help": "'speaker' (honest) or 'random' (leaks speaker identity).", "choices": ["speaker", "random"]},
+    )
+    include_song: bool = field(default=False, metadata={"help": "Add the RAVDESS song clips."})
+    on_invalid: str = field(
+        default="raise",
+        metadata={"help": "Files off the corpus naming scheme: 'raise' or 'skip'.", "choices": ["raise", "skip"]},
+    )
+    strict_audio: bool = field(
+        default=False, metadata={"help": "Stop on unusable audio files instead of skipping them with a report."}
+    )
+    max_train_seconds: float | None = field(
+        default=6.0, metadata={"help": "Randomly crop training clips longer than this (seconds)."}
+    )
+    trim_silence: bool = field(default=False, metadata={"help": "Trim leading and trailing silence."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for decoding."})
+    decode_cache_dir: str | None = field(default=None, metadata={"help": "Where decoded audio is cached."})
+
+
+def _arg(default: Any, help_text: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass
+class SERTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for speech emotion recognition (every flag still available)."""
+
+    learning_rate: float = _arg(3e-5, "Peak learning rate (AdamW).")
+    num_train_epochs: float = _arg(10.0, "Training epochs.")
+    warmup_steps: float = _arg(0.1, "Warm-up: steps, or a fraction of all steps when below 1.")
+    eval_strategy: str = _arg("epoch", "When to evaluate on the validation speakers.")
+    save_strategy: str = _arg("epoch", "When to save a checkpoint.")
+    logging_steps: float = _arg(10, "Log every N steps.")
+    load_best_model_at_end: bool = _arg(True, "Keep the epoch with the best validation UA.")
+    metric_for_best_model: str | None = _arg("ua", "Metric that picks the best epoch (UA: balanced accuracy).")
+    greater_is_better: bool | None = _arg(True, "Whether a larger metric_for_best_model is better.")
+    save_total_limit: int | None = _arg(2, "Checkpoints kept (the best one is always kept).")
+    remove_unused_columns: bool = _arg(False, "ser-hf's collator needs the waveform column.")
+    train_sampling_strategy: str = _arg(
+        "group_by_length",
+        "Sampler: 'group_by_length' batches clips of similar length (less padding).",
+        choices=["random", "sequential", "group_by_length", "batch_rebalance"],
+    )
+    resume: bool = _arg(True, "Continue from the last checkpoint in output_dir when there is one.")
+
+
+@dataclass
+class TrainingOutcome:
+    """What a fine-tuning run produced."""
+
+    recognizer: EmotionRecognizer
+    test_metrics: dict[str, float]
+    test_report: dict[str, Any]
+    skipped: list[SkippedClip]
+    trainer: Trainer
+
+
+class SERTrainer(Trainer):
+    """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips."""
+
+    def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.train_collator = train_collator
+
+    def get_train_dataloader(self):
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        eval_collator, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = eval_collator
+
+
+def load_corpus(data_args: DataArguments) -> Dataset:
+    """The corpus named by the data arguments."""
+    if data_args.corpus == "ravdess":
+        return load_ravdess(data_args.data_dir, include_song=data_args.include_song, on_invalid=data_args.on_invalid)
+    raise ValueError(f"unknown corpus {data_args.corpus!r}")
+
+
+def make_splits(corpus: Dataset, data_args: DataArguments, seed: int = 42) -> DatasetDict:
+    """Speaker-independent train/validation/test splits (or the leaky random split when asked)."""
+    if data_args.split == "random":
+        return random_split(corpus, seed=seed, eval_size=0.1 if data_args.eval_actors else 0.0)
+    return split_by_speaker(corpus, test_speakers=data_args.test_actors, eval_speakers=data_args.eval_actors)
+
+
+def _training_columns(dataset: Dataset) -> Dataset:
+    return dataset.with_format("numpy", columns=["waveform", "label", "length"])
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: SERTrainingArguments,
+    corpus: Dataset | None = None,
+) -> TrainingOutcome:
+    """Fine-tune, pick the best epoch on the validation speakers, score the test speakers, save to output_dir."""
+    set_seed(training_args.seed)
+    corpus = corpus if corpus is not None else load_corpus(data_args)
+    label_names = list(corpus.features["label"].names)
+    model, feature_extractor = load_backbone(
+        model_args.model_name_or_path,
+        label_names,
+        use_weighted_layer_sum=model_args.use_weighted_layer_sum,
+        new_head=model_args.new_head,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+    )
+    freeze(model, feature_encoder=model_args.freeze_feature_encoder, base_model=model_args.freeze_base_model)
+    rate = int(feature_extractor.sampling_rate)
+
+    with training_args.main_process_first(desc="decoding audio"):
+        decoded, skipped = prepare_audio(
+            corpus,
+            rate,
+            trim_silence=data_args.trim_silence,
+            strict=data_args.strict_audio,
+            num_proc=data_args.preprocessing_num_workers,
+            cache_dir=data_args.decode_cache_dir,
+        )
+    splits = make_splits(decoded, data_args, seed=training_args.seed)
+    if is_whisper(model):
+        seconds = model_args.whisper_window_seconds or whisper_window_seconds(
+            max(splits["train"]["length"]) / rate
+        )
+        shorten_whisper_window(model, feature_extractor, seconds)
+
+    has_validation = "validation" in splits
+    if not has_validation:
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    min_samples = min_input_samples(model.config)
+    window = window_samples(feature_extractor)
+    max_train = int(data_args.max_train_seconds * rate) if data_args.max_train_seconds else None
+    if window:
+        max_train = min(max_train or window, window)
+    trainer = SERTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=_training_columns(splits["train"]),
+        eval_dataset=_training_columns(splits["validation"]) if has_validation else None,
+        processing_class=feature_extractor,
+        data_collator=AudioCollator(feature_extractor, max_samples=window, min_samples=min_samples),
+        train_collator=AudioCollator(feature_extractor, max_train, random_crop=True, min_samples=min_samples),
+        compute_metrics=make_compute_metrics(label_names),
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and training_args.resume and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.warning("Resuming from %s", checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+
+    prediction = trainer.predict(_training_columns(splits["test"]), metric_key_prefix="test")
+    report = score(prediction.predictions.argmax(-1), prediction.label_ids, label_names)
+    test_metrics = {f"test_{k}": v for k, v in flat_metrics(report).items()}
+    test_metrics.update({k: v for k, v in prediction.metrics.items() if k not in test_metrics})
+    trainer.log_metrics("test", test_metrics)
+    trainer.save_metrics("test", test_metrics)
+
+    recognizer = EmotionRecognizer(trainer.model, feature_extractor, device=trainer.args.device)
+    if trainer.is_world_process_zero():
+        recognizer.save_pretrained(training_args.output_dir)
+        with open(os.path.join(training_args.output_dir, "test_report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+    return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer)
+
+
+def split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Sort keyword arguments into model, data and training arguments by field name."""
+    model_names = {f.name for f in fields(ModelArguments)}
+    data_names = {f.name for f in fields(DataArguments)}
+    parts: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    for key, value in kwargs.items():
+        parts[0 if key in model_names else 1 if key in data_names else 2][key] = value
+    return parts
+
+
+def finetune(
+    model_name_or_path: str,
+    corpus: Dataset | str | None = None,
+    *,
+    output_dir: str,
+    test_actors: str | Sequence[int] = "21,22,23,24",
+    eval_actors: str | Sequence[int] = "19,20",
+    **kwargs: Any,
+) -> TrainingOutcome:
+    """Fine-tune ``model_name_or_path`` on a corpus (a `Dataset` or a RAVDESS source) from Python.
+
+    Extra keyword arguments are any field of `ModelArguments`, `DataArguments` or `TrainingArguments`.
+    """
+    model_kwargs, data_kwargs, training_kwargs = split_kwargs(kwargs)
+    as_text = lambda actors: actors if isinstance(actors, str) else ",".join(str(a) for a in actors)  # noqa: E731
+    data_args = DataArguments(test_actors=as_text(test_actors), eval_actors=as_text(eval_actors), **data_kwargs)
+    if isinstance(corpus, (str, os.PathLike)):
+        data_args.data_dir, corpus = str(corpus), None
+    model_args = ModelArguments(model_name_or_path=model_name_or_path, **model_kwargs)
+    training_args = SERTrainingArguments(output_dir=output_dir, **training_kwargs)
+    return run_training(model_args, data_args, training_args, corpus=corpus)
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, SERTrainingArguments]:
+    """Parse command-line flags (or a single .json file of them) into the three argument dataclasses."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, SERTrainingArguments))
+    argv = list(argv) if argv is not None else None
+    if argv and len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
