@@ -204,9 +204,7 @@ def load_audio(
         samples = _array_samples(source, name)
         rate = int(source_sampling_rate or sampling_rate)
         if max_seconds is not None and samples.size / rate > max_seconds:
-            raise AudioTooLongError(
-                name, f"is {samples.size / rate:.0f} s long, over the {max_seconds:.0f} s limit"
-            )
+            raise AudioTooLongError(name, f"is {samples.size / rate:.0f} s long, over the {max_seconds:.0f} s limit")
     check_samples(samples, name, allow_silence=allow_silence)
     samples = resample(np.ascontiguousarray(samples, dtype=np.float32), rate, sampling_rate)
     return samples

@@ -140,9 +140,7 @@ def prepare_audio(
     decoded = datasets.concatenate_datasets([dataset, waveforms], axis=1)
     problems = decoded["decode_problem"]
     bad_rows = [i for i, p in enumerate(problems) if p]
-    skipped = [
-        SkippedClip(audio_name(decoded[i][column]), decoded[i]["decode_reason"], problems[i]) for i in bad_rows
-    ]
+    skipped = [SkippedClip(audio_name(decoded[i][column]), decoded[i]["decode_reason"], problems[i]) for i in bad_rows]
     if skipped:
         listing = "\n".join(f"  {s.path}: {s.problem}" for s in skipped[:50])
         more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""

@@ -106,11 +106,12 @@ class EmotionRecognizer:
 
     @torch.inference_mode()
     def predict_waveforms(self, waveforms: Sequence[np.ndarray], *, batch_size: int = 8) -> list[Prediction]:
-        """Predict decoded waveforms (mono float32 at `sampling_rate`), batched by similar length."""
-        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])
+        """Predict decoded waveforms (mono float32 at `sampling_rate`), batched by length.
+
+        A clip's prediction never depends on the other clips: see `padding_is_exact`.
+        """
         results: list[Prediction | None] = [None] * len(waveforms)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
             batch = self._collator.encode([waveforms[i] for i in chunk])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             logits = self.model(**batch).logits.float()
@@ -118,6 +119,32 @@ class EmotionRecognizer:
             for i, row in zip(chunk, probabilities):
                 results[i] = self._to_prediction(row)
         return results  # type: ignore[return-value]
+
+    @property
+    def padding_is_exact(self) -> bool:
+        """Whether padding a clip in a batch leaves its prediction unchanged.
+
+        True with an attention mask or a fixed window (Whisper). wav2vec2-base-style models take no
+        mask and normalise over time in their first convolution, so padding shifts their outputs.
+        """
+        return window_samples(self.feature_extractor) is not None or bool(
+            getattr(self.feature_extractor, "return_attention_mask", False)
+        )
+
+    def _batches(self, lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+        """Indices sorted by length, cut into batches (of equal lengths only where padding is not exact)."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            if (
+                batches
+                and len(batches[-1]) < batch_size
+                and (self.padding_is_exact or lengths[batches[-1][-1]] == lengths[i])
+            ):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def _to_prediction(self, probabilities: np.ndarray) -> Prediction:
         top = int(np.argmax(probabilities))

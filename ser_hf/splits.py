@@ -66,9 +66,7 @@ def split_by_speaker(
     return DatasetDict({name: dataset.select(rows) for name, rows in index.items() if rows or name != "validation"})
 
 
-def speaker_folds(
-    speakers: Sequence[object], n_folds: int
-) -> list[list[str]]:
+def speaker_folds(speakers: Sequence[object], n_folds: int) -> list[list[str]]:
     """Partition speakers into ``n_folds`` consecutive groups (RAVDESS 6 folds: actors 1-4, 5-8, ...)."""
     keys = sorted({speaker_key(s) for s in speakers}, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
     if not 2 <= n_folds <= len(keys):
@@ -82,9 +80,7 @@ def speaker_folds(
     return folds
 
 
-def random_split(
-    dataset: Dataset, *, test_size: float = 0.2, eval_size: float = 0.1, seed: int = 42
-) -> DatasetDict:
+def random_split(dataset: Dataset, *, test_size: float = 0.2, eval_size: float = 0.1, seed: int = 42) -> DatasetDict:
     """Random clip-level split. Leaks speaker identity into the test set: prefer `split_by_speaker`."""
     warnings.warn(
         "random clip-level splits put the same speakers in training and test data and inflate accuracy "

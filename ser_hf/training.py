@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 from datasets import Dataset, DatasetDict
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -194,11 +195,11 @@ def run_training(
         )
     splits = make_splits(decoded, data_args, seed=training_args.seed)
     if is_whisper(model):
-        seconds = model_args.whisper_window_seconds or whisper_window_seconds(
-            max(splits["train"]["length"]) / rate
-        )
+        seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(splits["train"]["length"]) / rate)
         shorten_whisper_window(model, feature_extractor, seconds)
 
+    if training_args.dataloader_pin_memory and not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinning needs an accelerator
     has_validation = "validation" in splits
     if not has_validation:
         training_args.eval_strategy = "no"

@@ -40,9 +40,15 @@ def fetch_and_extract(url_or_path: str, *, cache_dir: str | os.PathLike | None =
     Local paths and ``file://`` URLs take the same route, so the cache and extraction logic are the
     ones `datasets` uses for its own downloads, progress bars included.
     """
-    config = datasets.DownloadConfig(cache_dir=cache_dir, use_etag=False)
-    manager = datasets.DownloadManager(download_config=config)
-    return Path(manager.download_and_extract(url_or_path))
+
+    def extract(local_files_only: bool) -> Path:
+        config = datasets.DownloadConfig(cache_dir=cache_dir, use_etag=False, local_files_only=local_files_only)
+        return Path(datasets.DownloadManager(download_config=config).download_and_extract(url_or_path))
+
+    try:  # a local archive, or one downloaded before: no network at all
+        return extract(local_files_only=True)
+    except (FileNotFoundError, ConnectionError):
+        return extract(local_files_only=False)
 
 
 def is_hub_id(source: str) -> bool:

@@ -143,8 +143,7 @@ def _from_saved(source: str, channels: set[str], on_invalid: str, split: str, to
     label_feature = dataset.features.get("label")
     if not isinstance(label_feature, ClassLabel) or list(label_feature.names) != list(RAVDESS_EMOTIONS):
         raise CorpusError(
-            f"RAVDESS ({source}): column 'label' must be a ClassLabel of {list(RAVDESS_EMOTIONS)}, "
-            f"got {label_feature}"
+            f"RAVDESS ({source}): column 'label' must be a ClassLabel of {list(RAVDESS_EMOTIONS)}, got {label_feature}"
         )
     dataset = dataset.filter(lambda channel: channel in channels, input_columns="vocal_channel")
     if len(dataset) == 0:

@@ -46,9 +46,7 @@ class SerMetrics(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references, num_classes=None):
@@ -65,9 +63,7 @@ class SerMetrics(evaluate.Metric):
         return {
             "unweighted_average_recall": float(recall[present].mean()),
             "accuracy": float(np.trace(matrix) / matrix.sum()),
-            "macro_f1": float(
-                f1_score(references, predictions, labels=present_ids, average="macro", zero_division=0)
-            ),
+            "macro_f1": float(f1_score(references, predictions, labels=present_ids, average="macro", zero_division=0)),
             "per_class_recall": [float(r) if p else None for r, p in zip(recall, present)],
             "confusion_matrix": matrix.tolist(),
         }
