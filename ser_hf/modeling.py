@@ -72,8 +72,13 @@ def load_backbone(
     return model, feature_extractor
 
 
-def freeze(model: PreTrainedModel, *, feature_encoder: bool = True, base_model: bool = False) -> None:
-    """Freeze the CNN feature encoder (where the model has one) and optionally the whole encoder."""
+def freeze(
+    model: PreTrainedModel, *, feature_encoder: bool = True, base_model: bool = False, lower_layers: int = 0
+) -> None:
+    """Freeze the CNN feature encoder (where the model has one), optionally the lowest ``lower_layers``
+    transformer layers with everything beneath them (`freeze_lower_layers`), or the whole encoder."""
+    if lower_layers and not base_model:
+        freeze_lower_layers(model, lower_layers)
     if base_model:
         if hasattr(model, "freeze_base_model"):
             model.freeze_base_model()
@@ -83,6 +88,51 @@ def freeze(model: PreTrainedModel, *, feature_encoder: bool = True, base_model: 
             raise ValueError(f"{type(model).__name__} has no encoder to freeze")
     elif feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
+
+
+def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
+    """The speech encoder under a classification head (``model.wav2vec2``, ``model.hubert``, Whisper's encoder...)."""
+    if is_whisper(model):
+        return model.get_encoder() if hasattr(model, "get_encoder") else model.encoder
+    return model.base_model
+
+
+def encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The encoder's stack of transformer layers, lowest first."""
+    layers = getattr(getattr(encoder_of(model), "encoder", encoder_of(model)), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(model).__name__}: no stack of transformer layers found")
+    return layers
+
+
+def _norm_after_layers(model: PreTrainedModel) -> bool:
+    """Whether the encoder's ``layer_norm`` follows the layer stack (Whisper, "stable layer norm" wav2vec2)."""
+    return is_whisper(model) or bool(getattr(model.config, "do_stable_layer_norm", False))
+
+
+def freeze_lower_layers(model: PreTrainedModel, n_layers: int) -> None:
+    """Freeze the lowest ``n_layers`` transformer layers and everything beneath them.
+
+    "Beneath" is the front end that feeds layer 0: the CNN feature encoder, the feature projection, the
+    convolutional positional embedding and the input layer norm (wav2vec2 family), or the convolutions
+    and positional embeddings (Whisper). Backpropagation then stops at layer ``n_layers``, which is
+    where the saving comes from. Higher layers, a final layer norm and the head stay trainable.
+    """
+    if n_layers <= 0:
+        return
+    layers = encoder_layers(model)
+    if n_layers > len(layers):
+        raise ValueError(f"freeze_layers={n_layers}, but {type(model).__name__} has only {len(layers)} layers")
+    encoder = encoder_of(model)
+    trainable = {id(p) for layer in layers[n_layers:] for p in layer.parameters()}
+    stack = getattr(encoder, "encoder", encoder)
+    if _norm_after_layers(model) and isinstance(getattr(stack, "layer_norm", None), torch.nn.Module):
+        trainable.update(id(p) for p in stack.layer_norm.parameters())
+    for parameter in encoder.parameters():
+        if id(parameter) not in trainable:
+            parameter.requires_grad_(False)
+    if hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()  # also keeps the CNN in its no-grad mode
 
 
 def is_whisper(model: PreTrainedModel) -> bool:

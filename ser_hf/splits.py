@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from datasets import Dataset, DatasetDict
 
+from .corpora.base import read_column
 from .errors import CorpusError
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def split_by_speaker(
         raise ValueError("test_speakers is empty: a speaker-independent split needs held-out speakers")
     if test & evaluation:
         raise ValueError(f"speakers {sorted(test & evaluation)} are in both the test and the eval sets")
-    keys = [speaker_key(s) for s in dataset[speaker_column]]
+    keys = [speaker_key(s) for s in read_column(dataset, speaker_column)]
     present = set(keys)
     unknown = (test | evaluation) - present
     if unknown:

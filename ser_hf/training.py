@@ -15,12 +15,15 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import is_torch_bf16_gpu_available
 
 from .corpora import load_ravdess
 from .evaluation import flat_metrics, make_compute_metrics, score
-from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, window_samples
+from .features import AudioCollator, SkippedClip, clip_lengths, min_input_samples, prepare_audio, window_samples
+from .hardware import bf16_supported
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
 from .recognizer import EmotionRecognizer
 from .splits import random_split, split_by_speaker
@@ -52,6 +55,20 @@ class ModelArguments:
     whisper_window_seconds: int | None = field(
         default=None,
         metadata={"help": "Whisper input window in seconds (default: the longest training clip, rounded up)."},
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={
+            "help": "Freeze the lowest N transformer layers and the front end beneath them (backprop stops at "
+            "layer N: faster steps, a recipe choice; 0 trains them all)."
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={
+            "help": "Attention kernel: 'sdpa' (torch's fused scaled-dot-product attention), 'eager', ... "
+            "(default: transformers' choice, which is 'sdpa' for every supported backbone)."
+        },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
     model_revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
@@ -90,6 +107,12 @@ class DataArguments:
     decode_cache_dir: str | None = field(default=None, metadata={"help": "Where decoded audio is cached."})
 
 
+#: On a CPU, bf16 autocast pays only for models this wide (bench/train_speed.py on a 2-core AMX CPU: training
+#: steps of a wav2vec2-base-sized model, width 768, ~1.4x cheaper; Whisper tiny, width 384, no gain; the
+#: tiny test models slower).
+BF16_CPU_MIN_HIDDEN_SIZE = 512
+
+
 def _arg(default: Any, help_text: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help_text, **extra})
 
@@ -115,6 +138,42 @@ class SERTrainingArguments(TrainingArguments):
         choices=["random", "sequential", "group_by_length", "batch_rebalance"],
     )
     resume: bool = _arg(True, "Continue from the last checkpoint in output_dir when there is one.")
+    bf16: bool | None = _arg(
+        None,
+        "bf16 mixed precision (autocast). Unset (the default): on where it pays, i.e. a CUDA GPU with bf16, or a "
+        f"CPU with native bf16 (AMX-BF16/AVX512-BF16) and a model at least {BF16_CPU_MIN_HIDDEN_SIZE} wide; "
+        "true/false forces it.",
+        nargs="?",  # a bare --bf16 still means true, as in TrainingArguments
+        const=True,
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 and not self.use_cpu and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
+            self.use_cpu = True  # bf16 asked for on a machine without an accelerator: autocast on the CPU
+        super().__post_init__()
+
+
+def default_bf16(config: Any = None, *, use_cpu: bool = False, fp16: bool = False) -> bool:
+    """ser-hf's bf16 default for a model ``config``: native bf16 hardware, and on a CPU a wide enough model."""
+    if fp16:
+        return False
+    if torch.cuda.is_available() and not use_cpu:
+        return bf16_supported("cuda")
+    width = int(getattr(config, "hidden_size", 0) or 0)
+    return bf16_supported("cpu") and width >= BF16_CPU_MIN_HIDDEN_SIZE
+
+
+def resolve_bf16(training_args: TrainingArguments, model: Any) -> bool:
+    """Settle an unset ``bf16`` for this model (see `default_bf16`); an accelerate config's choice wins."""
+    if training_args.bf16 is None:
+        if training_args.mixed_precision != "no":  # ACCELERATE_MIXED_PRECISION, e.g. from `accelerate launch`
+            training_args.bf16 = training_args.mixed_precision == "bf16"
+        else:
+            training_args.bf16 = default_bf16(model.config, use_cpu=training_args.use_cpu, fp16=training_args.fp16)
+            if training_args.bf16:
+                training_args.mixed_precision = "bf16"
+        logger.info("bf16 autocast %s", "on" if training_args.bf16 else "off")
+    return bool(training_args.bf16)
 
 
 @dataclass
@@ -129,11 +188,39 @@ class TrainingOutcome:
 
 
 class SERTrainer(Trainer):
-    """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips."""
+    """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips.
+
+    With ``train_sampling_strategy="group_by_length"`` it groups by the decoded ``length`` column, read as
+    one list (the stock sampler looks each length up row by row: ~5 s per epoch for 1080 clips).
+    """
 
     def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.train_collator = train_collator
+
+    def _length_grouped_sampler(self, dataset: Any, batch_size: int, generator: Any = None) -> Any:
+        """`LengthGroupedSampler` over the precomputed ``length`` column read as one list (``None``: not applicable)."""
+        column = self.args.length_column_name
+        if (
+            self.args.train_sampling_strategy != "group_by_length"
+            or self.args.world_size > 1
+            or not isinstance(dataset, Dataset)
+            or column not in dataset.column_names
+        ):
+            return None
+        return LengthGroupedSampler(batch_size, lengths=clip_lengths(dataset, column), generator=generator)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        sampler = self._length_grouped_sampler(dataset, batch_size)
+        return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        generator = torch.Generator().manual_seed(seed)
+        sampler = self._length_grouped_sampler(eval_dataset, self.args.eval_batch_size, generator)
+        return sampler if sampler is not None else super()._get_eval_sampler(eval_dataset)
 
     def get_train_dataloader(self):
         if self.train_collator is None:
@@ -168,8 +255,12 @@ def run_training(
     data_args: DataArguments,
     training_args: SERTrainingArguments,
     corpus: Dataset | None = None,
+    callbacks: Sequence[TrainerCallback] | None = None,
 ) -> TrainingOutcome:
-    """Fine-tune, pick the best epoch on the validation speakers, score the test speakers, save to output_dir."""
+    """Fine-tune, pick the best epoch on the validation speakers, score the test speakers, save to output_dir.
+
+    ``callbacks`` are extra `transformers.TrainerCallback`s handed to the trainer (logging, timing, early stop).
+    """
     set_seed(training_args.seed)
     corpus = corpus if corpus is not None else load_corpus(data_args)
     label_names = list(corpus.features["label"].names)
@@ -180,8 +271,15 @@ def run_training(
         new_head=model_args.new_head,
         cache_dir=model_args.cache_dir,
         revision=model_args.model_revision,
+        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
     )
-    freeze(model, feature_encoder=model_args.freeze_feature_encoder, base_model=model_args.freeze_base_model)
+    freeze(
+        model,
+        feature_encoder=model_args.freeze_feature_encoder,
+        base_model=model_args.freeze_base_model,
+        lower_layers=model_args.freeze_layers,
+    )
+    resolve_bf16(training_args, model)
     rate = int(feature_extractor.sampling_rate)
 
     with training_args.main_process_first(desc="decoding audio"):
@@ -195,7 +293,7 @@ def run_training(
         )
     splits = make_splits(decoded, data_args, seed=training_args.seed)
     if is_whisper(model):
-        seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(splits["train"]["length"]) / rate)
+        seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(clip_lengths(splits["train"])) / rate)
         shorten_whisper_window(model, feature_extractor, seconds)
 
     if training_args.dataloader_pin_memory and not torch.cuda.is_available():
@@ -218,6 +316,7 @@ def run_training(
         data_collator=AudioCollator(feature_extractor, max_samples=window, min_samples=min_samples),
         train_collator=AudioCollator(feature_extractor, max_train, random_crop=True, min_samples=min_samples),
         compute_metrics=make_compute_metrics(label_names),
+        callbacks=list(callbacks) if callbacks else None,
     )
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and training_args.resume and os.path.isdir(training_args.output_dir):

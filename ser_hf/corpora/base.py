@@ -95,6 +95,15 @@ def audio_column(dataset: Dataset) -> str:
     raise CorpusError(f"no audio column among {dataset.column_names}")
 
 
+def read_column(dataset: Dataset, name: str) -> list[Any]:
+    """A whole column as a Python list, read in one Arrow pass whatever the dataset's format.
+
+    Values are the stored ones (``{"bytes", "path"}`` for `Audio`, ints for `ClassLabel`). Iterating a
+    `Dataset` column instead formats row by row: about 0.3 s per thousand rows.
+    """
+    return dataset.with_format("arrow")[name].to_pylist()
+
+
 def audio_name(value: Any) -> str:
     """The file name an audio cell refers to (a path string or a ``{"path", "bytes"}`` dict)."""
     if isinstance(value, dict):

@@ -94,9 +94,9 @@ def _wanted_channels(include_speech: bool, include_song: bool) -> set[str]:
     return channels
 
 
-def _from_folder(root: Path, channels: set[str], on_invalid: str) -> Dataset:
+def _from_folder(root: Path, channels: set[str], on_invalid: str, files: list[Path] | None = None) -> Dataset:
     records, invalid = [], []
-    for path in scan_audio_files(root):
+    for path in files if files is not None else scan_audio_files(root):
         try:
             fields = parse_ravdess_name(path.name)
         except ValueError as err:
@@ -186,8 +186,9 @@ def load_ravdess(
             raise CorpusError(f"{path}: expected a folder, a .zip archive or a Hub dataset id")
         return _from_folder(fetch_and_extract(str(path), cache_dir=cache_dir), channels, on_invalid)
     if path.is_dir():
-        if scan_audio_files(path) or not looks_like_dataset_folder(path):
-            return _from_folder(path, channels, on_invalid)
+        files = scan_audio_files(path)
+        if files or not looks_like_dataset_folder(path):
+            return _from_folder(path, channels, on_invalid, files)
         return _from_saved(str(path), channels, on_invalid, split, token)
     if not is_hub_id(str(source)):
         raise CorpusError(f"{source}: no such file or folder")
