@@ -18,7 +18,9 @@ How a row is measured (each row is a fresh Python process, so peak RSS is its ow
   that lever does on the real training split.
 - clips/s = 8 x steps / wall time of the timed steps (data loading, forward, backward, optimizer).
 - FLOPs: `torch.utils.flop_counter.FlopCounterMode` counts the warm-up step (forward + backward, any
-  recomputation included) and is scaled to the timed steps by their padded input length.
+  recomputation included; with every layer on, then LayerDrop's expected skips subtracted: wav2vec2's
+  default config drops each layer with p = 0.1 in training) and is scaled to the timed steps by their
+  padded input length.
 - Time before the first step: a separate run of `run_training` on the whole corpus with the default
   splits and a warm decode cache, from the call to the first training step (imports not included; they
   are printed beside it).
@@ -38,6 +40,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -55,6 +58,8 @@ RATE = 16_000
 #: The issue's reference figure: run_audio_classification.py, wav2vec2-base-sized, batch 8, CNN frozen, 2 cores.
 QUOTED_REFERENCE_CLIPS_PER_S = (0.8, 1.0)
 RESULT_TAG = "BENCH_RESULT "
+#: FlopCounterMode's name for one transformer layer (LayerDrop skips whole layers).
+LAYER = re.compile(r"\.encoder\.layers\.\d+$")
 
 #: Every lever at its "off" value: ser-hf's computation without any of its speed levers.
 ALL_OFF = [
@@ -120,6 +125,11 @@ def make_timer(warmup: int, steps: int, count_flops: bool, stop_at_first_step: b
                 if stop_at_first_step:
                     raise StopBench
             if count_flops and state.global_step == 0:
+                # Count with every layer on, then take the expectation over LayerDrop's random skips.
+                self._config = kwargs["model"].config
+                self._layerdrop = float(getattr(self._config, "layerdrop", 0.0) or 0.0)
+                if self._layerdrop:
+                    self._config.layerdrop = 0.0
                 self.flop_shape_index = len(self.shapes)
                 self._counter = FlopCounterMode(display=False)
                 self._counter.__enter__()
@@ -127,7 +137,11 @@ def make_timer(warmup: int, steps: int, count_flops: bool, stop_at_first_step: b
         def on_step_end(self, args, state, control, **kwargs):
             if self._counter is not None:
                 self._counter.__exit__(None, None, None)
-                self.flops = int(self._counter.get_total_flops())
+                per_module = self._counter.get_flop_counts()
+                layers = sum(sum(ops.values()) for name, ops in per_module.items() if LAYER.search(name))
+                self.flops = int(self._counter.get_total_flops() - self._layerdrop * layers)
+                if self._layerdrop:
+                    self._config.layerdrop = self._layerdrop
                 self._counter = None
             if state.global_step == warmup:
                 self._start = (time.perf_counter(), time.process_time(), len(self.shapes))
@@ -519,6 +533,10 @@ def main() -> int:
     )
     print("- all levers off = " + " ".join(ALL_OFF))
     print(f"- Whisper window: {windows[False]} s untrimmed, {windows[True]} s trimmed (longest training clip)")
+    for key, rows in results.items():
+        resolved = next((r.get("bf16") for r in rows if r["name"] == "ser-hf defaults"), None)
+        if resolved is not None:
+            print(f"- {key}: ser-hf's default bf16 resolved to {resolved} on this machine")
     reference_row = next((r for r in results.get("wav2vec2", []) if r["name"].startswith("reference")), None)
     reference = reference_row.get("clips_per_s") if reference_row else None
     for key, rows in results.items():
