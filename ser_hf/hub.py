@@ -12,12 +12,11 @@ import logging
 import os
 from typing import Any
 
-from datasets import Audio, ClassLabel, Dataset
+from datasets import Audio, Dataset
 
 from .corpora.base import audio_column
-from .corpora.ravdess import RAVDESS_COLUMNS, RAVDESS_LICENSE
+from .corpora.ravdess import RAVDESS_LICENSE, is_ravdess
 from .errors import CorpusError
-from .labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +60,6 @@ def _portable_paths(dataset: Dataset) -> Dataset:
     order = dataset.column_names
     feature = dataset.features["path"]
     return dataset.remove_columns("path").add_column("path", relative, feature=feature).select_columns(order)
-
-
-def is_ravdess(dataset: Dataset) -> bool:
-    """Whether a dataset has ser-hf's RAVDESS columns and label set."""
-    label = dataset.features.get("label")
-    return (
-        all(column in dataset.column_names for column in RAVDESS_COLUMNS)
-        and isinstance(label, ClassLabel)
-        and list(label.names) == list(RAVDESS_EMOTIONS)
-    )
 
 
 RAVDESS_DATASET_CARD = f"""\
@@ -118,7 +107,7 @@ def push_corpus_to_hub(
             "would be uploaded as paths, without their bytes"
         )
     dataset = _portable_paths(corpus)
-    dataset.push_to_hub(
+    commit = dataset.push_to_hub(
         repo_id,
         split=split,
         private=private,
@@ -126,6 +115,7 @@ def push_corpus_to_hub(
         max_shard_size=max_shard_size,
         commit_message=f"Upload {len(dataset)} clips with ser-hf",
     )
+    repo_id = commit.repo_url.repo_id  # with the account's namespace when a bare name was given
     ravdess = is_ravdess(corpus)
     license = license or ("cc-by-nc-sa-4.0" if ravdess else None)
     if license is None:

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 from transformers.modelcard import make_markdown_table
 
 from .corpora.base import is_hub_id
+from .corpora.ravdess import is_ravdess
 from .features import window_samples
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,8 @@ class ModelCardFacts:
         source = getattr(data_args, "data_dir", None)
         facts.dataset_id = source if source and not os.path.exists(source) and is_hub_id(source) else None
         facts.corpus = str(getattr(data_args, "corpus", "") or "") or None
+        if facts.corpus == "ravdess" and not is_ravdess(splits["train"]):
+            facts.corpus = None  # a corpus passed as a Dataset: do not claim RAVDESS (or its licence) for it
         facts.protocol = getattr(data_args, "split", None)
         for split_name, split in splits.items():
             facts.clips[split_name] = len(split)
@@ -516,13 +519,13 @@ _SNIPPET_IDS = (
 
 
 def card_for_repo(card: ModelCard, repo_id: str) -> ModelCard:
-    """The card with its usage snippets pointing at ``repo_id`` (only ser-hf's own snippets are touched)."""
+    """The card with its usage snippets and model-index name pointing at ``repo_id``."""
     content = card.content
     for pattern in _SNIPPET_IDS:
         content = pattern.sub(lambda m: f"{m.group(1)}{repo_id}{m.group(2)}", content)
-    if content == card.content:
-        return card
     updated = type(card)(content, ignore_metadata_errors=True)
+    if updated.data.get("eval_results"):
+        updated.data.model_name = repo_id.split("/")[-1]
     updated.figures = dict(getattr(card, "figures", {}))  # type: ignore[attr-defined]
     return updated
 

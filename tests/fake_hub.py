@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.hf_api
 from huggingface_hub import (
     CommitInfo,
     CommitOperationAdd,
@@ -174,4 +175,7 @@ class FakeHub:
         for name in names:
             method = getattr(self, name)
             monkeypatch.setattr(HfApi, name, lambda api, *a, _m=method, **k: _m(api, *a, **k))
+        # upload_folder's hf_xet pipeline talks to the server below create_commit; its other (documented,
+        # hf_xet-less) path commits through create_commit, so every upload_folder lands in this fake too.
+        monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
         return self

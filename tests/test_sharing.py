@@ -47,7 +47,7 @@ def _normalised(text: str) -> str:
     )
 
 
-def _check_card(card: ModelCard, report: dict, split_words: str) -> None:
+def _check_card(card: ModelCard, report: dict, split_words: str) -> str:
     """Metadata the Hub needs, a model-index that parses back into the test figures, the body's tables."""
     data = card.data
     assert data.library_name == "transformers" and data.pipeline_tag == "audio-classification"
@@ -72,6 +72,7 @@ def _check_card(card: ModelCard, report: dict, split_words: str) -> None:
     assert "CC BY-NC-SA 4.0" in card.text and "North American English" in card.text and "Acted speech" in card.text
     assert 'pipeline("audio-classification"' in card.text and "EmotionRecognizer.from_pretrained(" in card.text
     assert "transformers: " in card.text and "learning_rate: " in card.text
+    return model_name
 
 
 def test_describe_speakers():
@@ -119,7 +120,7 @@ def test_push_to_hub_uploads_model_config_extractor_and_card(trained, fake_hub, 
     readme.write_bytes(commit.added["README.md"])
     assert metadata_load(readme)["pipeline_tag"] == "audio-classification"
     card = ModelCard.load(readme)
-    _check_card(card, trained.test_report, "test actors 7–8")
+    assert _check_card(card, trained.test_report, "test actors 7–8") == "ser-tiny"
     assert 'from_pretrained("me/ser-tiny")' in card.text and 'model="me/ser-tiny"' in card.text
 
 
@@ -178,7 +179,7 @@ def test_example_pushes_once_after_the_test_with_the_card(tiny_wav2vec2, fake_hu
     assert f"pushed: https://huggingface.co/me/ser-example/commit/{commits[0].oid}" in capsys.readouterr().out
     report = json.loads((out / "test_report.json").read_text())
     card = ModelCard(commits[0].added["README.md"].decode())
-    _check_card(card, report, "speaker-independent, test actor 4")
+    assert _check_card(card, report, "speaker-independent, test actor 4") == "ser-example"
     assert commits[0].added["README.md"] == (out / "README.md").read_bytes()  # what is pushed is what was saved
     assert 'from_pretrained("me/ser-example")' in card.text
     assert commits[0].added["model.safetensors"] == (out / "model.safetensors").read_bytes()
@@ -216,9 +217,12 @@ def test_card_without_matplotlib_keeps_the_tables(monkeypatch, tmp_path):
 def test_corpus_round_trip_through_the_hub(fake_hub, tmp_path):
     root = write_corpus(tmp_path / "corpus", actors=(1, 2), repetitions=(1,))
     corpus = load_ravdess(root)
-    url = push_corpus_to_hub(corpus, "me/ravdess-speech", private=True)
-    assert url == "https://huggingface.co/datasets/me/ravdess-speech"
-    data_commit, card_commit = fake_hub.commits_to("me/ravdess-speech", "dataset")
+    url = push_corpus_to_hub(corpus, "ravdess-speech", private=True)  # a bare name lands in the account
+    assert url == "https://huggingface.co/datasets/someone/ravdess-speech"
+    assert fake_hub.created == [
+        {"repo_id": "someone/ravdess-speech", "repo_type": "dataset", "private": True, "token": None}
+    ]
+    data_commit, card_commit = fake_hub.commits_to("someone/ravdess-speech", "dataset")
     assert set(data_commit.added) == {"data/train-00000-of-00001.parquet", "README.md"}
     assert set(card_commit.added) == {"README.md"}
 
@@ -227,7 +231,7 @@ def test_corpus_round_trip_through_the_hub(fake_hub, tmp_path):
     for row, path in zip(table.to_pylist(), corpus["path"]):
         assert row["audio"]["bytes"] == Path(path).read_bytes()  # the files themselves are embedded
         assert row["path"] == str(Path(path).relative_to(root))  # no local folders published
-    card = DatasetCard(fake_hub.repo("me/ravdess-speech", "dataset")["README.md"].decode())
+    card = DatasetCard(fake_hub.repo("someone/ravdess-speech", "dataset")["README.md"].decode())
     assert card.data.license == "cc-by-nc-sa-4.0" and "Livingstone" in card.text
     assert fake_hub.validated == ["dataset", "dataset"]
     assert (
@@ -235,7 +239,7 @@ def test_corpus_round_trip_through_the_hub(fake_hub, tmp_path):
     )  # datasets' part kept
 
     # Load what the Hub holds, the way `datasets` reads a Hub repository (README configs + Parquet shards).
-    repo = fake_hub.write_repo("me/ravdess-speech", tmp_path / "repo", "dataset")
+    repo = fake_hub.write_repo("someone/ravdess-speech", tmp_path / "repo", "dataset")
     again = load_ravdess(str(repo))
     assert again.features["label"].names == list(RAVDESS_EMOTIONS)
     for column in ("label", "emotion", "actor", "speaker", "gender", "statement"):
