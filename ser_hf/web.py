@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .errors import (
     UnreadableAudioError,
 )
 from .recognizer import DEFAULT_WINDOW_SECONDS, EmotionRecognizer
-from .timeline import EmotionStream, Segment
+from .timeline import EmotionStream, Segment, rms_dbfs
 
 # Before Gradio is imported anywhere: no telemetry, no version check against the internet.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -47,6 +47,9 @@ SUPPORTED_FORMATS = "WAV, FLAC, OGG (Vorbis/Opus) or MP3"
 UNSUPPORTED_EXTENSIONS = frozenset(
     {"aac", "ac3", "amr", "3gp", "m4a", "m4b", "mka", "mkv", "mov", "mp4", "webm", "wma"}
 )
+#: A recording whose every window is below the silence threshold but whose level (30 s blocks) reaches
+#: this is taken as quiet speech and labelled with a warning (about 10% of RAVDESS clips peak under -50).
+QUIET_FLOOR_DB = -70.0
 TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score"]
 
 
@@ -162,14 +165,27 @@ class EmotionPage:
                 f"**{shown}** ({duration:.1f} s): **{prediction.label}** ({prediction.score:.0%})",
                 scores=dict(prediction.scores),
             )
-        segments = self.recognizer.predict_timeline(
+        heading = f"**{shown}** ({duration:.1f} s)"
+        segments = self._timeline(path, self.silence_threshold_db)
+        if segments and all(s.silent for s in segments):
+            level = max(rms_dbfs(block) for block in audio.iter_blocks(path, self.recognizer.sampling_rate))
+            if level >= QUIET_FLOOR_DB:  # quiet speech, not an empty room: label it, and say so
+                view = self._summary(heading, self._timeline(path, None))
+                note = (
+                    f" ⚠️ A very quiet recording ({level:.0f} dBFS): no window reached the "
+                    f"{self.silence_threshold_db:g} dBFS speech level, so all were labelled; results may be unreliable."
+                )
+                return replace(view, message=view.message + note)
+        return self._summary(heading, segments)
+
+    def _timeline(self, path: Path, silence_threshold_db: float | None) -> list[Segment]:
+        return self.recognizer.predict_timeline(
             str(path),
             window_seconds=self.window_seconds,
             hop_seconds=self.hop_seconds,
             smoothing=self.smoothing,
-            silence_threshold_db=self.silence_threshold_db,
+            silence_threshold_db=silence_threshold_db,
         )
-        return self._summary(f"**{shown}** ({duration:.1f} s)", segments)
 
     def _summary(self, heading: str, segments: list[Segment]) -> PageView:
         scores = average_scores(segments)

@@ -50,6 +50,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "no_samples": root / "nosamples.wav",
         "digital_silence": root / "quiet.wav",
         "silent_recording": root / "room.wav",
+        "quiet_speech": root / "whisper.wav",
         "m4a": root / "voice.m4a",
         "nan": root / "broken.wav",
         "oversize": root / "huge.wav",
@@ -67,6 +68,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     sf.write(
         files["silent_recording"], np.full(5 * RATE, 1e-4, np.float32) * np.sign(np.sin(np.arange(5 * RATE))), RATE
     )
+    sf.write(files["quiet_speech"], synth_clip(4, 7, 1, seconds=5.0) * 10 ** (-45 / 20), RATE)  # about -57 dBFS
     files["m4a"].write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
     sf.write(files["nan"], np.array([0.1, np.nan, 0.2] * 1000, np.float32), RATE, subtype="FLOAT")
     sf.write(files["oversize"], (0.1 * np.random.default_rng(0).standard_normal(40 * RATE)).astype(np.float32), RATE)
@@ -92,6 +94,15 @@ def test_long_recording_gets_a_timeline(page, recognizer, media):
     voiced = sum(not s.silent for s in expected)
     assert view.label in recognizer.labels and f"mostly **{view.label}**" in view.message
     assert f"over {voiced} windows of 3 s" in view.message
+
+
+def test_quiet_speech_is_labelled_with_a_warning(page, recognizer, media):
+    """Every window under the -50 dBFS silence threshold, but well above an empty room: labelled, with a note."""
+    view = page.analyse(str(media["quiet_speech"]))
+    expected = recognizer.predict_timeline(media["quiet_speech"], window_seconds=3.0, silence_threshold_db=None)
+    assert not view.error and "very quiet recording" in view.message
+    assert [s.label for s in view.segments] == [s.label for s in expected] and not any(s.silent for s in view.segments)
+    assert recognizer.predict_timeline(media["quiet_speech"], window_seconds=3.0)[0].silent  # the default would not
 
 
 @pytest.mark.parametrize(
