@@ -318,11 +318,16 @@ def _status(web) -> str:
 
 
 def _wait_status(web, text: str, timeout: float = 90_000) -> str:
-    web.wait_for_function(
-        "t => (document.querySelector('#status [data-testid=markdown]')?.innerText || '').includes(t)",
-        arg=text,
-        timeout=timeout,
-    )
+    try:
+        web.wait_for_function(
+            "t => (document.querySelector('#status [data-testid=markdown]')?.innerText || '').includes(t)",
+            arg=text,
+            timeout=timeout,
+        )
+    except Exception as err:
+        ARTIFACTS.mkdir(exist_ok=True)
+        web.screenshot(path=str(ARTIFACTS / "web-failure.png"), full_page=True)
+        raise AssertionError(f"waited for {text!r} in the status; it shows {_status(web)!r}") from err
     return _status(web).replace("\\", "")
 
 
