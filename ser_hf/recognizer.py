@@ -15,7 +15,7 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
 from . import audio
-from .atomic import atomic_directory
+from .atomic import atomic_directory, recover
 from .errors import AudioError, SerHfError
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
@@ -72,6 +72,8 @@ class EmotionRecognizer:
     ) -> EmotionRecognizer:
         """Load a saved folder or a Hub model id (any transformers audio-classification checkpoint)."""
         path = Path(model_name_or_path)
+        if not path.exists() and recover(path, clean=False):
+            logger.warning("%s: put back the model that an interrupted save had moved aside", path)
         if path.is_dir() and not (path / "config.json").exists():
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
             problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"

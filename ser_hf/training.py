@@ -9,23 +9,32 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .atomic import write_json_atomic
 from .corpora import load_ravdess
+from .errors import SerHfError
 from .evaluation import flat_metrics, make_compute_metrics, score
-from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, window_samples
+from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, skip_report, window_samples
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
 from .recognizer import EmotionRecognizer
 from .splits import random_split, split_by_speaker
 
 logger = logging.getLogger(__name__)
+
+#: Written into output_dir by `run_training`: the corpus files left out, and why.
+SKIP_REPORT = "skipped_audio.json"
+#: The file the Trainer writes last into a checkpoint folder.
+TRAINER_STATE_NAME = "trainer_state.json"
 
 
 @dataclass
@@ -84,6 +93,10 @@ class DataArguments:
     )
     max_train_seconds: float | None = field(
         default=6.0, metadata={"help": "Randomly crop training clips longer than this (seconds)."}
+    )
+    max_clip_seconds: float | None = field(
+        default=600.0,
+        metadata={"help": "Skip (and report) clips longer than this (seconds); a longer file is rarely one utterance."},
     )
     trim_silence: bool = field(default=False, metadata={"help": "Trim leading and trailing silence."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for decoding."})
@@ -159,6 +172,36 @@ def make_splits(corpus: Dataset, data_args: DataArguments, seed: int = 42) -> Da
     return split_by_speaker(corpus, test_speakers=data_args.test_actors, eval_speakers=data_args.eval_actors)
 
 
+def check_checkpoint(checkpoint: str | os.PathLike) -> None:
+    """Refuse a checkpoint folder that a killed run left half-written (the Trainer writes its state last)."""
+    state = Path(checkpoint) / TRAINER_STATE_NAME
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError) as err:
+        problem = "does not exist" if not Path(checkpoint).is_dir() else f"has no readable {TRAINER_STATE_NAME}"
+        raise SerHfError(f"{checkpoint}: not a complete checkpoint: it {problem} (an interrupted save?)") from err
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or ``None``.
+
+    A run killed while saving a checkpoint leaves it without its trainer state; resuming from
+    it would fail, so it is skipped (with a warning) for the one before.
+    """
+    steps = {}
+    for path in Path(output_dir).iterdir():
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name)
+        if match and path.is_dir():
+            steps[path] = int(match.group(1))
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        try:
+            check_checkpoint(checkpoint)
+            return str(checkpoint)
+        except SerHfError as err:
+            logger.warning("Skipping %s", err)
+    return None
+
+
 def _training_columns(dataset: Dataset) -> Dataset:
     return dataset.with_format("numpy", columns=["waveform", "label", "length"])
 
@@ -189,10 +232,17 @@ def run_training(
             corpus,
             rate,
             trim_silence=data_args.trim_silence,
+            max_seconds=data_args.max_clip_seconds,
             strict=data_args.strict_audio,
             num_proc=data_args.preprocessing_num_workers,
             cache_dir=data_args.decode_cache_dir,
         )
+    if training_args.should_save:
+        report_path = write_json_atomic(
+            os.path.join(training_args.output_dir, SKIP_REPORT), skip_report(skipped, len(corpus))
+        )
+        if skipped:
+            logger.warning("The %d skipped file(s) are listed in %s", len(skipped), report_path)
     splits = make_splits(decoded, data_args, seed=training_args.seed)
     if is_whisper(model):
         seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(splits["train"]["length"]) / rate)
@@ -220,8 +270,10 @@ def run_training(
         compute_metrics=make_compute_metrics(label_names),
     )
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and training_args.resume and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
+    elif training_args.resume and os.path.isdir(training_args.output_dir):
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint:
             logger.warning("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -238,8 +290,7 @@ def run_training(
     recognizer = EmotionRecognizer(trainer.model, feature_extractor, device=trainer.args.device)
     if trainer.is_world_process_zero():
         recognizer.save_pretrained(training_args.output_dir)
-        with open(os.path.join(training_args.output_dir, "test_report.json"), "w") as f:
-            json.dump(report, f, indent=2)
+        write_json_atomic(os.path.join(training_args.output_dir, "test_report.json"), report)
     return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer)
 
 
