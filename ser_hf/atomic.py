@@ -195,11 +195,17 @@ def _swap_in(staged: Path, target: Path) -> None:
     elif exchange(staged, target):
         shutil.rmtree(staged, ignore_errors=True)  # the old folder, now under the staging name
     else:
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{_owner()}-", dir=target.parent))
-        os.rmdir(old)
-        os.rename(target, old)  # a kill here leaves `old`, which `recover` puts back
+        old = _move_aside(target)  # a kill before the next rename leaves `old`, which `recover` puts back
         os.rename(staged, target)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _move_aside(target: Path) -> Path:
+    """Rename ``target`` to a hidden name that `recover` recognises; returns that name."""
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{_owner()}-", dir=target.parent))
+    os.rmdir(old)
+    os.rename(target, old)
+    return old
 
 
 def _merge_in(staged: Path, target: Path) -> None:

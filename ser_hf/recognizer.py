@@ -202,10 +202,13 @@ class EmotionRecognizer:
             )
 
     # ------------------------------------------------------------ saving/sharing
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Save model (safetensors), config with id2label, feature extractor and model card, atomically."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: dict[str, Any] | None = None) -> Path:
+        """Save model (safetensors), config with id2label, feature extractor and model card, atomically.
+
+        ``state_dict`` replaces the model's own weights (e.g. gathered from FSDP or DeepSpeed shards).
+        """
         with atomic_directory(save_directory) as staged:
-            self.model.save_pretrained(staged)
+            self.model.save_pretrained(staged, state_dict=state_dict)
             self.feature_extractor.save_pretrained(staged)
             if self.model_card is not None:
                 self.model_card.save(staged / "README.md")

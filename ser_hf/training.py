@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic import write_json_atomic
@@ -141,12 +142,43 @@ class TrainingOutcome:
     trainer: Trainer
 
 
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """Reseeds a sampler's ``generator`` with seed + epoch before each pass.
+
+    transformers' length-grouped sampler shuffles with the global RNG, which processes consume
+    differently (dropout, crops), so from the second epoch on each process would draw its own
+    order and data-parallel ranks would see some clips twice and others never. Seeded per epoch,
+    every process draws the same order, and a resumed run the same order as the original.
+    """
+
+    def __init__(self, sampler: Any, seed: int):
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+        sampler.generator = torch.Generator()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        self.sampler.generator.manual_seed(self.seed + self.epoch)
+        return iter(self.sampler)
+
+
 class SERTrainer(Trainer):
     """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips."""
 
     def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.train_collator = train_collator
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededSampler(sampler, seed)
+        return sampler
 
     def get_train_dataloader(self):
         if self.train_collator is None:
@@ -170,6 +202,21 @@ def make_splits(corpus: Dataset, data_args: DataArguments, seed: int = 42) -> Da
     if data_args.split == "random":
         return random_split(corpus, seed=seed, eval_size=0.1 if data_args.eval_actors else 0.0)
     return split_by_speaker(corpus, test_speakers=data_args.test_actors, eval_speakers=data_args.eval_actors)
+
+
+def check_launch(training_args: TrainingArguments) -> None:
+    """Refuse a multi-process launch that the Trainer would run as independent single processes.
+
+    Without a GPU, ``accelerate launch --multi_gpu`` / ``torchrun`` start N processes that each see
+    one process (all training on everything and writing the same folder) unless the Trainer is told
+    to use the CPU (gloo).
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise SerHfError(
+            f"launched as {launched} processes, but each one trains alone (no GPU found); "
+            "add --use_cpu true to train data-parallel on CPUs (gloo)"
+        )
 
 
 def check_checkpoint(checkpoint: str | os.PathLike) -> None:
@@ -214,6 +261,14 @@ def run_training(
 ) -> TrainingOutcome:
     """Fine-tune, pick the best epoch on the validation speakers, score the test speakers, save to output_dir."""
     set_seed(training_args.seed)
+    check_launch(training_args)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
+    elif training_args.resume and os.path.isdir(training_args.output_dir):
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.warning("Resuming from %s", checkpoint)
     corpus = corpus if corpus is not None else load_corpus(data_args)
     label_names = list(corpus.features["label"].names)
     model, feature_extractor = load_backbone(
@@ -269,13 +324,6 @@ def run_training(
         train_collator=AudioCollator(feature_extractor, max_train, random_crop=True, min_samples=min_samples),
         compute_metrics=make_compute_metrics(label_names),
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is not None:
-        check_checkpoint(checkpoint)
-    elif training_args.resume and os.path.isdir(training_args.output_dir):
-        checkpoint = last_complete_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.warning("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
@@ -288,8 +336,11 @@ def run_training(
     trainer.save_metrics("test", test_metrics)
 
     recognizer = EmotionRecognizer(trainer.model, feature_extractor, device=trainer.args.device)
+    state_dict = None
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # every process helps gather the shards
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.is_world_process_zero():
-        recognizer.save_pretrained(training_args.output_dir)
+        recognizer.save_pretrained(training_args.output_dir, state_dict=state_dict)
         write_json_atomic(os.path.join(training_args.output_dir, "test_report.json"), report)
     return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer)
 
