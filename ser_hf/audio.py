@@ -58,7 +58,7 @@ class AudioInfo:
 def describe(source: Any) -> str:
     """A short human name for an audio input, used in every error message."""
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
+        return os.fspath(source) or "<empty path>"
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
     if isinstance(source, Mapping):
