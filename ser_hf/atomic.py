@@ -43,6 +43,7 @@ MODEL_FILE_PATTERNS = (
     "pytorch_model*.bin",
     "*.bin.index.json",
     "README.md",
+    "confusion_matrix.png",  # the model card's figure (ser_hf.model_card.CONFUSION_PNG)
 )
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100

@@ -26,6 +26,8 @@ from .corpora import load_ravdess
 from .errors import SerHfError
 from .evaluation import flat_metrics, make_compute_metrics, score
 from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, skip_report, window_samples
+from .hub import defer_trainer_pushes, push_trained_model
+from .model_card import ModelCardCallback, ModelCardFacts, build_model_card
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
 from .recognizer import EmotionRecognizer
 from .splits import random_split, split_by_speaker
@@ -140,6 +142,7 @@ class TrainingOutcome:
     test_report: dict[str, Any]
     skipped: list[SkippedClip]
     trainer: Trainer
+    hub_commit_url: str | None = None  # set when --push_to_hub pushed the model
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
@@ -314,6 +317,11 @@ def run_training(
     max_train = int(data_args.max_train_seconds * rate) if data_args.max_train_seconds else None
     if window:
         max_train = min(max_train or window, window)
+    card_facts = ModelCardFacts.for_run(
+        model, feature_extractor, splits, model_args=model_args, data_args=data_args, training_args=training_args,
+        skipped=len(skipped),
+    )  # fmt: skip
+    defer_trainer_pushes(training_args)  # one push at the end, with the card (see ser_hf.hub)
     trainer = SERTrainer(
         model=model,
         args=training_args,
@@ -323,6 +331,7 @@ def run_training(
         data_collator=AudioCollator(feature_extractor, max_samples=window, min_samples=min_samples),
         train_collator=AudioCollator(feature_extractor, max_train, random_crop=True, min_samples=min_samples),
         compute_metrics=make_compute_metrics(label_names),
+        callbacks=[ModelCardCallback(card_facts)],
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", train_result.metrics)
@@ -336,13 +345,18 @@ def run_training(
     trainer.save_metrics("test", test_metrics)
 
     recognizer = EmotionRecognizer(trainer.model, feature_extractor, device=trainer.args.device)
+    hub_commit_url = None
     state_dict = None
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # every process helps gather the shards
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.is_world_process_zero():
+        card_facts.test_report, card_facts.model_id = report, trainer.hub_model_id or card_facts.model_id
+        recognizer.model_card = build_model_card(card_facts)
         recognizer.save_pretrained(training_args.output_dir, state_dict=state_dict)
         write_json_atomic(os.path.join(training_args.output_dir, "test_report.json"), report)
-    return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer)
+        if training_args.push_to_hub:
+            hub_commit_url = push_trained_model(recognizer, trainer)
+    return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer, hub_commit_url)
 
 
 def split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
