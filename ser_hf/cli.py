@@ -14,12 +14,13 @@ def _predict(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
-    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors="return")
+    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors=args.errors)
     failed = 0
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failed += 1
             record = {"file": path, "error": getattr(result, "problem", str(result))}
+            record["reason"] = getattr(result, "reason", type(result).__name__)
         else:
             record = {"file": path, **result.to_dict()}
         print(json.dumps(record), flush=True)
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
     predict.add_argument("--batch-size", "--batch_size", type=int, default=8)
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    predict.add_argument(
+        "--errors",
+        choices=["return", "raise"],
+        default="return",
+        help="An unusable file: 'return' prints an error line for it and goes on (exit 1 at the end); "
+        "'raise' stops before predicting anything (exit 2).",
+    )
 
     serve = commands.add_parser("serve", help="Serve a web page: upload or record speech, see the emotion live.")
     serve.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
