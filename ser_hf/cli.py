@@ -36,6 +36,13 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .web import launch
+
+    launch(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-hf", description="Speech emotion recognition with transformers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         "'raise' stops before predicting anything (exit 2).",
     )
 
+    serve = commands.add_parser("serve", help="Serve a web page: upload or record speech, see the emotion live.")
+    serve.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 for the whole network).")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--max-upload-mb", "--max_upload_mb", type=float, default=50.0, help="Largest upload accepted.")
+    serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+
     commands.add_parser(
         "train",
         help="Fine-tune a model (same flags as examples/finetune.py; see `ser-hf train --help`).",
@@ -68,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(argparse.Namespace(), argv[1:])
     args = parser.parse_args(argv)
     try:
-        return _predict(args)
+        return _serve(args) if args.command == "serve" else _predict(args)
     except SerHfError as err:
         print(f"ser-hf: error: {err}", file=sys.stderr)
         return 2
