@@ -15,7 +15,7 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
 from . import audio
-from .atomic import atomic_directory
+from .atomic import atomic_directory, recover
 from .errors import AudioError, SerHfError
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
@@ -77,6 +77,8 @@ class EmotionRecognizer:
     ) -> EmotionRecognizer:
         """Load a saved folder or a Hub model id (any transformers audio-classification checkpoint)."""
         path = Path(model_name_or_path)
+        if not path.exists() and recover(path, clean=False):
+            logger.warning("%s: put back the model that an interrupted save had moved aside", path)
         if path.is_dir() and not (path / "config.json").exists():
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
             problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"
@@ -257,14 +259,15 @@ class EmotionRecognizer:
         )
 
     # ------------------------------------------------------------ saving/sharing
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: dict[str, Any] | None = None) -> Path:
         """Save model (safetensors), config with id2label, feature extractor and model card, atomically.
 
         ``model_card`` (a `huggingface_hub.ModelCard`, e.g. from `ser_hf.model_card.build_model_card`) is
-        written as ``README.md``, with the images it carries beside it.
+        written as ``README.md``, with the images it carries beside it. ``state_dict`` replaces the model's
+        own weights (e.g. gathered from FSDP or DeepSpeed shards).
         """
         with atomic_directory(save_directory) as staged:
-            self.model.save_pretrained(staged)
+            self.model.save_pretrained(staged, state_dict=state_dict)
             self.feature_extractor.save_pretrained(staged)
             if self.model_card is not None:
                 self.model_card.save(staged / "README.md")

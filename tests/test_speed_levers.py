@@ -17,7 +17,7 @@ from ser_hf.corpora.base import read_column
 from ser_hf.features import clip_lengths, prepare_audio
 from ser_hf.labels import RAVDESS_EMOTIONS
 from ser_hf.modeling import encoder_layers, freeze, load_backbone
-from ser_hf.training import SERTrainingArguments, default_bf16, finetune, resolve_bf16
+from ser_hf.training import EpochSeededSampler, SERTrainingArguments, default_bf16, finetune, resolve_bf16
 
 
 def _trainable(module: torch.nn.Module) -> set[bool]:
@@ -102,8 +102,14 @@ def test_group_by_length_sees_every_clip_exactly_once_per_epoch(lever_run):
     trainer = outcome.trainer
     train = trainer.train_dataset
     sampler = trainer._get_train_sampler()
-    assert isinstance(sampler, LengthGroupedSampler)
-    assert all(type(n) is int for n in sampler.lengths)  # one Arrow read, not a row lookup per clip
+    assert isinstance(sampler, EpochSeededSampler)  # main's per-epoch seeding wraps the fast sampler
+    assert isinstance(sampler.sampler, LengthGroupedSampler)
+    assert all(type(n) is int for n in sampler.sampler.lengths)  # one Arrow read, not a row lookup per clip
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    assert orders[0] == orders[2] != orders[1]  # reproducible per epoch, new each epoch
     expected = Counter(zip(read_column(train, "label"), clip_lengths(train)))
     padding = []
     for _ in range(2):  # two epochs: each sees every clip once, in a different order
