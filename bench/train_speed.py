@@ -514,6 +514,11 @@ def main() -> int:
             plan.append((name, spec_for(model, whisper_flags(row_flags, trimmed) if is_whisper else row_flags)))
         default_trim = DataArguments().trim_silence
         plan.append(("ser-hf defaults", spec_for(model, whisper_flags([], default_trim) if is_whisper else [])))
+        # The defaults with the trimming default flipped: what trimming adds to (or takes from) the defaults.
+        flipped = ["--trim_silence", "false" if default_trim else "true"]
+        flipped_name = "ser-hf defaults, no trimming" if default_trim else "ser-hf defaults + trim_silence"
+        spec = spec_for(model, whisper_flags(flipped, not default_trim) if is_whisper else flipped)
+        plan.append((flipped_name, spec))
         rows = []
         for name, spec in plan:
             if wanted_rows and name not in wanted_rows:
@@ -587,7 +592,12 @@ def main() -> int:
         if not by_name:
             continue
         print(f"\n### Targets ({key}, batch {BATCH}; the issue asks >= 2x with the defaults, >= 1.2x all-off)\n")
-        for name in ("ser-hf defaults", "all levers off"):
+        for name in (
+            "ser-hf defaults",
+            "ser-hf defaults + trim_silence",
+            "ser-hf defaults, no trimming",
+            "all levers off",
+        ):
             if name not in by_name:
                 continue
             speed = by_name[name]["clips_per_s"]
