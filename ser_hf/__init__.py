@@ -23,6 +23,7 @@ from .errors import (
     UnreadableAudioError,
 )
 from .recognizer import EmotionRecognizer, Prediction
+from .timeline import EmotionStream, Segment
 
 __version__ = "0.1.0"
 
@@ -31,10 +32,12 @@ __all__ = [
     "AudioTooLongError",
     "CorpusError",
     "EmotionRecognizer",
+    "EmotionStream",
     "EmptyAudioError",
     "InvalidSamplesError",
     "LabelMapError",
     "Prediction",
+    "Segment",
     "SerHfError",
     "SilentAudioError",
     "UnreadableAudioError",

@@ -19,8 +19,12 @@ from .atomic import atomic_directory
 from .errors import AudioError, SerHfError
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
+from .timeline import EmotionStream, Segment, timeline
 
 logger = logging.getLogger(__name__)
+
+#: Default timeline/stream window (seconds), capped by a fixed-window model's own window.
+DEFAULT_WINDOW_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,56 @@ class EmotionRecognizer:
                 window / self.sampling_rate,
                 window / self.sampling_rate,
             )
+
+    # ------------------------------------------------------- long and live audio
+    def _window_seconds(self, requested: float | None) -> float:
+        if requested is not None:
+            return requested
+        return min(DEFAULT_WINDOW_SECONDS, self.window_seconds or DEFAULT_WINDOW_SECONDS)
+
+    def predict_timeline(
+        self,
+        source: str | os.PathLike | Any,
+        *,
+        window_seconds: float | None = None,
+        hop_seconds: float = 1.0,
+        smoothing: int = 1,
+        silence_threshold_db: float | None = -50.0,
+        batch_size: int = 8,
+    ) -> list[Segment]:
+        """Emotion over time for a recording of any length, read block by block (bounded memory).
+
+        Windows of ``window_seconds`` (default 3 s, or the model's window if shorter) every
+        ``hop_seconds``; ``smoothing`` averages probabilities over that many neighbouring windows;
+        windows quieter than ``silence_threshold_db`` dBFS are marked silent instead of labelled.
+        ``source`` is a path, bytes, or an iterable of sample chunks at the model's rate.
+        """
+        return timeline(
+            self,
+            source,
+            window_seconds=self._window_seconds(window_seconds),
+            hop_seconds=hop_seconds,
+            smoothing=smoothing,
+            silence_threshold_db=silence_threshold_db,
+            batch_size=batch_size,
+        )
+
+    def stream(
+        self,
+        *,
+        sampling_rate: int | None = None,
+        window_seconds: float | None = None,
+        hop_seconds: float = 1.0,
+        silence_threshold_db: float | None = -50.0,
+    ) -> EmotionStream:
+        """A live stream: ``stream.push(chunk)`` returns a `Segment` per hop as soon as its window is full."""
+        return EmotionStream(
+            self,
+            window_seconds=self._window_seconds(window_seconds),
+            hop_seconds=hop_seconds,
+            sampling_rate=sampling_rate,
+            silence_threshold_db=silence_threshold_db,
+        )
 
     # ------------------------------------------------------------ saving/sharing
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:

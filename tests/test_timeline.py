@@ -1,0 +1,93 @@
+"""Emotion over time: long files read in blocks, live streams, silence and smoothing."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from conftest import RATE, synth_clip
+
+from ser_hf import EmotionRecognizer, Segment
+from ser_hf.timeline import SILENCE, smooth
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained):
+    return EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """8 s: angry 2 s, silence 2 s, sad 2 s, angry 2 s (emotions the tiny model learned from pitch)."""
+    parts = [
+        synth_clip(5, 7, 1, seconds=2.0),
+        np.zeros(2 * RATE, np.float32),
+        synth_clip(4, 7, 1, seconds=2.0),
+        synth_clip(5, 8, 2, seconds=2.0),
+    ]
+    path = tmp_path_factory.mktemp("long") / "call.wav"
+    sf.write(path, np.concatenate(parts), RATE)
+    return path
+
+
+def test_timeline_covers_the_file_and_marks_silence(recognizer, recording):
+    segments = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5)
+    assert all(isinstance(s, Segment) for s in segments)
+    assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(8.0)
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    inside = {round(s.start, 1): s for s in segments}
+    assert inside[2.5].silent and inside[2.5].label == SILENCE and inside[2.5].scores == {}
+    assert inside[0.5].label == "angry" and inside[6.5].label == "angry"
+    assert inside[4.5].label == "sad"
+    voiced = [s for s in segments if not s.silent]
+    assert all(sum(s.scores.values()) == pytest.approx(1, abs=1e-5) for s in voiced)
+
+
+def test_stream_in_random_chunks_equals_the_file_timeline(recognizer, recording):
+    offline = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5)
+    samples, _ = sf.read(recording, dtype="float32")
+    stream = recognizer.stream(window_seconds=1.0, hop_seconds=0.5)
+    rng = np.random.default_rng(0)
+    live, position = [], 0
+    while position < samples.size:
+        size = int(rng.integers(100, 5000))
+        got = stream.push(samples[position : position + size])
+        position += size
+        # latency: a segment is returned as soon as its window is complete, never later
+        for segment in got:
+            assert segment.end * RATE <= position
+            assert position - segment.end * RATE < 5000 + 0.5 * RATE
+        live.extend(got)
+    live.extend(stream.flush())
+    assert [(s.start, s.end, s.label) for s in live] == [(s.start, s.end, s.label) for s in offline]
+    for a, b in zip(live, offline, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_stream_resamples_its_input(recognizer):
+    clip = synth_clip(5, 7, 1, seconds=3.0)
+    stream = recognizer.stream(sampling_rate=44_100, window_seconds=1.0, hop_seconds=1.0)
+    segments = stream.push(soxr.resample(clip, RATE, 44_100)) + stream.flush()
+    assert len(segments) == 3 and segments[-1].end == pytest.approx(3.0, abs=0.01)
+    assert [s.label for s in segments].count("angry") >= 2
+
+
+def test_short_file_gives_one_window(recognizer, clip_path):
+    segments = recognizer.predict_timeline(clip_path, window_seconds=3.0)
+    assert len(segments) == 1 and segments[0].start == 0.0
+
+
+def test_smoothing_averages_neighbours():
+    def seg(t, p):
+        return Segment(t, t + 1, "a" if p > 0.5 else "b", max(p, 1 - p), {"a": p, "b": 1 - p})
+
+    raw = [seg(0, 0.9), seg(1, 0.2), seg(2, 0.9), Segment(3, 4, SILENCE, 0.0, {}, silent=True)]
+    smoothed = smooth(raw, 3)
+    assert smoothed[1].label == "a" and smoothed[1].scores["a"] == pytest.approx((0.9 + 0.2 + 0.9) / 3)
+    assert smoothed[3].silent and smoothed[0].scores["a"] == pytest.approx((0.9 + 0.2) / 2)
+
+
+def test_stream_refuses_nan(recognizer):
+    from ser_hf import InvalidSamplesError
+
+    with pytest.raises(InvalidSamplesError, match="NaN"):
+        recognizer.stream().push(np.array([0.1, np.nan], np.float32))
