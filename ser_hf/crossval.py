@@ -273,6 +273,7 @@ def cross_validate(
     speaker_column: str = "speaker",
     output_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    only_folds: Sequence[int] | None = None,
     **options: Any,
 ) -> CrossValidationResult:
     """Cross-validate a strategy over folds of whole speakers; returns (and optionally saves) the report.
@@ -280,6 +281,8 @@ def cross_validate(
     ``strategy`` is ``"frozen"`` (cached encoder features, light head: `ser_hf.frozen`) or ``"finetune"``
     (ser-hf's fine-tuning recipe: `ser_hf.recipe`); ``options`` go to the strategy. Each fold's model
     selection sees only its validation speakers (drawn from its training speakers; see `make_folds`).
+    ``only_folds`` (1-based fold numbers) runs a subset of the folds, e.g. for a shorter check; the folds
+    and their validation speakers stay those of the full plan.
     """
     available = strategies()
     if strategy not in available:
@@ -290,6 +293,12 @@ def cross_validate(
     if len({speaker_key(s) for s in speakers}) < 2:
         raise CorpusError("speaker-independent cross-validation needs at least two speakers")
     plan = make_folds(speakers, n_folds, folds=folds, validation=validation)
+    planned = len(plan)
+    if only_folds is not None:
+        wanted = {int(k) for k in only_folds}
+        if not wanted or not wanted <= {f.index for f in plan}:
+            raise ValueError(f"only_folds must name folds among 1..{len(plan)}, not {sorted(wanted)}")
+        plan = [f for f in plan if f.index in wanted]
     say = progress or logger.info
     runner = available[strategy](model_name_or_path, **options)
     label_names = list(corpus.features["label"].names)
@@ -318,7 +327,12 @@ def cross_validate(
         model=str(model_name_or_path),
         label_names=label_names,
         folds=results,
-        settings={"n_folds": len(plan), "validation": validation, **runner.settings()},
+        settings={
+            "n_folds": planned,
+            "folds_run": [f.index for f in plan],
+            "validation": validation,
+            **runner.settings(),
+        },
         timings=timings,
     )
     if output_dir is not None:

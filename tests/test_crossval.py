@@ -171,6 +171,17 @@ def test_cross_validate_frozen_writes_the_reports(tiny_whisper, corpus, cache_di
     assert (folder / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cross_validate_can_run_a_subset_of_the_planned_folds(tiny_whisper, corpus, cache_dirs):
+    result = cross_validate(
+        corpus, tiny_whisper, strategy="frozen", n_folds=4, only_folds=[2], head={"epochs": 5}, **cache_dirs
+    )
+    assert [f.fold.index for f in result.folds] == [2]
+    assert result.folds[0].fold.test == ["3", "4"] and result.folds[0].fold.validation == ["5", "6"]
+    assert result.settings["n_folds"] == 4 and result.settings["folds_run"] == [2]
+    with pytest.raises(ValueError, match="only_folds"):
+        cross_validate(corpus, tiny_whisper, strategy="frozen", n_folds=4, only_folds=[5], **cache_dirs)
+
+
 def test_layer_features_refuses_keep_layer_for_variable_length_models(tiny_wav2vec2, corpus, cache_dirs):
     strategy = FrozenStrategy(tiny_wav2vec2, **cache_dirs)
     prepared = strategy.prepare(corpus.select(range(8)))
