@@ -14,12 +14,13 @@ def _predict(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
-    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors="return")
+    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors=args.errors)
     failed = 0
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failed += 1
             record = {"file": path, "error": getattr(result, "problem", str(result))}
+            record["reason"] = getattr(result, "reason", type(result).__name__)
         else:
             record = {"file": path, **result.to_dict()}
         print(json.dumps(record), flush=True)
@@ -162,6 +163,13 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .web import launch
+
+    launch(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-hf", description="Speech emotion recognition with transformers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
     predict.add_argument("--batch-size", "--batch_size", type=int, default=8)
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    predict.add_argument(
+        "--errors",
+        choices=["return", "raise"],
+        default="return",
+        help="An unusable file: 'return' prints an error line for it and goes on (exit 1 at the end); "
+        "'raise' stops before predicting anything (exit 2).",
+    )
+
+    serve = commands.add_parser("serve", help="Serve a web page: upload or record speech, see the emotion live.")
+    serve.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 for the whole network).")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--max-upload-mb", "--max_upload_mb", type=float, default=50.0, help="Largest upload accepted.")
+    serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -211,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["evaluate", *_recipe_to_strategy(argv[1:])]
     args = parser.parse_args(argv)
     try:
-        return _evaluate(args) if args.command == "evaluate" else _predict(args)
+        commands = {"evaluate": _evaluate, "serve": _serve}
+        return commands.get(args.command, _predict)(args)
     except SerHfError as err:
         print(f"ser-hf: error: {err}", file=sys.stderr)
         return 2
