@@ -121,7 +121,8 @@ def main() -> int:
         seconds["finetune"] = time.perf_counter() - start
         only = "" if len(chosen) == 6 else f", fold {','.join(map(str, chosen))} only"
         epochs = tuned.settings["recipe"]["epochs"]
-        name = f"ser-hf fine-tuning recipe ({tuned.settings['window_seconds']} s window, {epochs} epochs{only})"
+        epochs = f"{epochs} epoch" + ("s" if epochs != 1 else "")
+        name = f"ser-hf fine-tuning recipe ({tuned.settings['window_seconds']} s window, {epochs}{only})"
         rows.append(_row(name, tuned, seconds["finetune"]))
         print("recipe validation UA by epoch (0 = linear probe) per fold:")
         for f in tuned.folds:

@@ -316,7 +316,7 @@ def cross_validate(
         scores = score(np.asarray(outcome.logits).argmax(-1), references, label_names)
         results.append(FoldResult(fold, scores, time.perf_counter() - t0, outcome.info))
         say(
-            f"fold {fold.index}/{len(plan)} (test {','.join(fold.test)}; validation {','.join(fold.validation)}): "
+            f"fold {fold.index}/{planned} (test {','.join(fold.test)}; validation {','.join(fold.validation)}): "
             f"UA {100 * scores['ua']:.1f}  WA {100 * scores['wa']:.1f}  F1 {100 * scores['macro_f1']:.1f}  "
             f"[{time.perf_counter() - t0:.0f} s]"
         )
