@@ -16,11 +16,12 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 
 from . import audio
 from .atomic import atomic_directory, recover
+from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
-from .timeline import EmotionStream, Segment, timeline
+from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, timeline
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +84,14 @@ class EmotionRecognizer:
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
             problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"
             raise SerHfError(f"{path}: not a saved model: it {problem}")
+        if not path.exists() and not is_hub_id(str(model_name_or_path)):
+            raise SerHfError(f"{model_name_or_path}: no such model folder (and not a Hub model id)")
         kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-        model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+        try:
+            model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
+            feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+        except OSError as err:  # not found locally or on the Hub, offline, gated, ...
+            raise SerHfError(f"{model_name_or_path}: could not load the model: {err}") from err
         recognizer = cls(model, feature_extractor, device=device)
         recognizer.model_card = load_model_card(model_name_or_path, **kwargs)  # kept when re-saved or pushed
         return recognizer
@@ -221,7 +227,7 @@ class EmotionRecognizer:
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
     ) -> list[Segment]:
         """Emotion over time for a recording of any length, read block by block (bounded memory).
@@ -247,7 +253,7 @@ class EmotionRecognizer:
         sampling_rate: int | None = None,
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     ) -> EmotionStream:
         """A live stream: ``stream.push(chunk)`` returns a `Segment` per hop as soon as its window is full."""
         return EmotionStream(
