@@ -1,7 +1,16 @@
 """ser-hf: speech emotion recognition by transfer learning on pretrained speech models."""
 
 from .audio import load_audio
-from .corpora import load_ravdess
+from .corpora import (
+    load_corpus,
+    load_crema_d,
+    load_emodb,
+    load_label_folders,
+    load_manifest,
+    load_ravdess,
+    load_savee,
+    load_tess,
+)
 from .errors import (
     AudioError,
     AudioTooLongError,
@@ -34,5 +43,12 @@ __all__ = [
     "UnreadableAudioError",
     "__version__",
     "load_audio",
+    "load_corpus",
+    "load_crema_d",
+    "load_emodb",
+    "load_label_folders",
+    "load_manifest",
     "load_ravdess",
+    "load_savee",
+    "load_tess",
 ]

@@ -27,7 +27,134 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .corpora import load_corpus
+
+    corpus = load_corpus(args.data_dir, args.corpus, on_invalid=args.on_invalid)
+    if args.cv:
+        from .crossval import cross_validate
+
+        options = _strategy_options(args)
+        result = cross_validate(
+            corpus,
+            args.model,
+            strategy=args.strategy,
+            n_folds=args.cv,
+            folds=_parse_folds(args.folds),
+            validation=int(args.validation) if str(args.validation).isdigit() else args.validation,
+            speaker_column=args.speaker_column,
+            output_dir=args.output_dir,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            **options,
+        )
+        print(result.to_markdown())
+        if args.output_dir:
+            print(f"report: {args.output_dir}/cv_report/ (cv_report.json, cv_report.md, confusion_matrix.csv/.png)")
+        return 0
+    from .crosscorpus import evaluate_across
+    from .recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
+    result = evaluate_across(recognizer, corpus)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _strategy_options(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {"trim_silence": not args.no_trim_silence, "window_seconds": args.window_seconds}
+    if args.cache_dir:
+        options["cache_dir"] = args.cache_dir
+    return options
+
+
+def _parse_folds(text: str | None) -> list[list[str]] | None:
+    """``"1,2,3,4;5,6,7,8;..."`` → test speakers per fold."""
+    if not text:
+        return None
+    return [[s.strip() for s in group.split(",") if s.strip()] for group in text.split(";") if group.strip()]
+
+
+def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strategy",
+        default="frozen",
+        choices=["frozen", "finetune"],
+        help="frozen: cached encoder features + light head (fast); finetune: ser-hf's fine-tuning recipe.",
+    )
+    parser.add_argument(
+        "--recipe",
+        dest="strategy",
+        action="store_const",
+        const="finetune",
+        help="Same as --strategy finetune (ser-hf's fine-tuning recipe). Takes the value 'ser-hf'.",
+    )
+    parser.add_argument(
+        "--window_seconds",
+        "--window-seconds",
+        type=int,
+        default=None,
+        help="Whisper input window in seconds (default: the corpus' longest trimmed clip).",
+    )
+    parser.add_argument(
+        "--no_trim_silence", "--no-trim-silence", action="store_true", help="Keep leading and trailing silence."
+    )
+    parser.add_argument("--cache_dir", "--cache-dir", default=None, help="Where encoder features are cached.")
+
+
+def _train_with_strategy(argv: Sequence[str]) -> int:
+    from .corpora import load_corpus
+    from .crossval import train_and_save
+    from .splits import parse_speakers
+
+    parser = argparse.ArgumentParser(prog="ser-hf train", description="Train with a ser-hf strategy.")
+    parser.add_argument("--model_name_or_path", "--model", required=True)
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--corpus", default="auto")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--test_actors", default="21,22,23,24")
+    parser.add_argument("--eval_actors", default="19,20")
+    _add_strategy_flags(parser)
+    args = parser.parse_args(_recipe_to_strategy(argv))
+    corpus = load_corpus(args.data_dir, args.corpus)
+    trained = train_and_save(
+        corpus,
+        args.model_name_or_path,
+        args.output_dir,
+        strategy=args.strategy,
+        test_speakers=parse_speakers(args.test_actors),
+        validation_speakers=parse_speakers(args.eval_actors),
+        **_strategy_options(args),
+    )
+    scores = trained.test_scores or {}
+    print(json.dumps({f"test_{k}": scores[k] for k in ("ua", "wa", "macro_f1") if k in scores}, indent=2))
+    return 0
+
+
+def _recipe_to_strategy(argv: Sequence[str]) -> list[str]:
+    """``--recipe ser-hf`` (or ``--recipe=ser-hf``) → ``--strategy finetune``."""
+    out, items = [], list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == "--recipe" and i + 1 < len(items) and not items[i + 1].startswith("--"):
+            if items[i + 1] != "ser-hf":
+                raise SerHfError(f"unknown recipe {items[i + 1]!r}; the recipe is 'ser-hf'")
+            out += ["--strategy", "finetune"]
+            i += 2
+            continue
+        if item.startswith("--recipe="):
+            if item.split("=", 1)[1] != "ser-hf":
+                raise SerHfError(f"unknown recipe {item.split('=', 1)[1]!r}; the recipe is 'ser-hf'")
+            out += ["--strategy", "finetune"]
+        else:
+            out.append(item)
+        i += 1
+    return out
+
+
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    if any(a.startswith(("--strategy", "--recipe")) for a in rest):
+        return _train_with_strategy(rest)
     from .training import parse_args, run_training
 
     model_args, data_args, training_args = parse_args(rest)
@@ -67,6 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", "--max_upload_mb", type=float, default=50.0, help="Largest upload accepted.")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Speaker-independent cross-validation (--cv K), or score a trained model on another corpus.",
+    )
+    evaluate.add_argument("--data_dir", "--data-dir", required=True, help="Corpus folder, archive or manifest.")
+    evaluate.add_argument(
+        "--corpus", default="auto", help="auto, ravdess, crema-d, tess, savee, emodb, folders or manifest."
+    )
+    evaluate.add_argument(
+        "--model", required=True, help="With --cv: the pretrained encoder. Without: a trained model to score."
+    )
+    evaluate.add_argument("--cv", type=int, default=None, help="Number of folds of whole speakers (RAVDESS: 6).")
+    evaluate.add_argument("--folds", default=None, help="Test speakers per fold, e.g. '1,2,3,4;5,6,7,8;...'.")
+    evaluate.add_argument(
+        "--validation", default="next", help="'next' (the next fold's speakers) or a number of training speakers."
+    )
+    evaluate.add_argument("--speaker_column", "--speaker-column", default="speaker")
+    evaluate.add_argument("--output_dir", "--output-dir", default=None, help="Where to write the reports.")
+    evaluate.add_argument("--on_invalid", default="raise", choices=["raise", "skip"])
+    evaluate.add_argument("--device", default=None)
+    _add_strategy_flags(evaluate)
+
     commands.add_parser(
         "train",
         help="Fine-tune a model (same flags as examples/finetune.py; see `ser-hf train --help`).",
@@ -80,9 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] == "train":
         return _train(argparse.Namespace(), argv[1:])
+    if argv and argv[0] == "evaluate":
+        argv = ["evaluate", *_recipe_to_strategy(argv[1:])]
     args = parser.parse_args(argv)
     try:
-        return _serve(args) if args.command == "serve" else _predict(args)
+        commands = {"evaluate": _evaluate, "serve": _serve}
+        return commands.get(args.command, _predict)(args)
     except SerHfError as err:
         print(f"ser-hf: error: {err}", file=sys.stderr)
         return 2

@@ -58,3 +58,12 @@ def make_compute_metrics(label_names: Sequence[str]) -> Callable[[Any], dict[str
         return flat_metrics(score(np.argmax(logits, axis=-1), eval_prediction.label_ids, label_names))
 
     return compute_metrics
+
+
+def unweighted_average_recall(
+    predictions: Sequence[int] | np.ndarray, references: Sequence[int] | np.ndarray, num_classes: int
+) -> float:
+    """UA in plain numpy (mean recall over the classes present), for tight loops such as epoch selection."""
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    recalls = [np.mean(predictions[references == c] == c) for c in range(num_classes) if np.any(references == c)]
+    return float(np.mean(recalls)) if recalls else 0.0

@@ -1,4 +1,4 @@
-"""Emotion taxonomy: RAVDESS codes, and helpers to check a model's label map."""
+"""Emotion taxonomy: one set of emotion names for every corpus, and helpers to check a model's label map."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ RAVDESS_EMOTIONS: tuple[str, ...] = (
     "disgust",
     "surprised",
 )
+
+#: ser-hf's emotion taxonomy: every corpus maps its labels onto these names, and its `ClassLabel`
+#: lists the ones it has in this order (RAVDESS order first, then emotions RAVDESS lacks).
+EMOTIONS: tuple[str, ...] = (*RAVDESS_EMOTIONS, "boredom")
 
 #: Common spellings found in other corpora, mapped onto ser-hf's emotion names.
 EMOTION_ALIASES: dict[str, str] = {
@@ -41,8 +45,12 @@ EMOTION_ALIASES: dict[str, str] = {
     "surprise": "surprised",
     "surprised": "surprised",
     "pleasant_surprise": "surprised",
+    "pleasant_surprised": "surprised",
     "ps": "surprised",
+    "afraid": "fearful",
+    "disgusted": "disgust",
     "bor": "boredom",
+    "bored": "boredom",
     "boredom": "boredom",
 }
 
@@ -51,6 +59,16 @@ def canonical_emotion(name: str) -> str:
     """Map a corpus' emotion name onto ser-hf's taxonomy (unknown names pass through, lower-cased)."""
     key = name.strip().lower().replace(" ", "_").replace("-", "_")
     return EMOTION_ALIASES.get(key, key)
+
+
+def taxonomy_order(emotions: object) -> list[str]:
+    """Canonical names of ``emotions`` (any iterable of spellings), deduplicated, in `EMOTIONS` order.
+
+    Emotions outside the taxonomy come last, alphabetically.
+    """
+    names = {canonical_emotion(str(e)) for e in emotions}  # type: ignore[attr-defined]
+    known = [e for e in EMOTIONS if e in names]
+    return known + sorted(names - set(EMOTIONS))
 
 
 def check_id2label(id2label: Mapping[int | str, str], *, source: str = "model config") -> list[str]:

@@ -162,3 +162,45 @@ def report_invalid(corpus_name: str, invalid: Sequence[tuple[str, str]], *, on_i
     if on_invalid != "skip":
         raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
     logger.warning("%s\nThey were skipped.", message)
+
+
+def corpus_folder(source: str | os.PathLike, corpus_name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A local folder for ``source``: the folder itself, or an archive extracted once into the cache."""
+    path = Path(source)
+    if path.is_file():
+        if not path.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+            raise CorpusError(f"{corpus_name}: {path} is a file; expected a folder or a .zip/.tar.gz archive")
+        return fetch_and_extract(str(path), cache_dir=cache_dir)
+    if not path.is_dir():
+        raise CorpusError(f"{corpus_name}: {path}: no such file or folder")
+    return path
+
+
+def load_named_files(
+    source: str | os.PathLike,
+    parse: Any,
+    *,
+    corpus_name: str,
+    label_names: Sequence[str],
+    columns: dict[str, Any],
+    on_invalid: str = "raise",
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """A corpus whose labels and speakers are in its file names (and folders).
+
+    ``parse(path)`` returns the record's fields (``emotion`` and the keys of ``columns``) or raises
+    `ValueError` saying what is wrong with the name; such files are listed by `report_invalid`.
+    """
+    root = corpus_folder(source, corpus_name, cache_dir=cache_dir)
+    records, invalid = [], []
+    for path in scan_audio_files(root):
+        try:
+            fields = parse(path)
+        except ValueError as err:
+            invalid.append((str(path), str(err)))
+            continue
+        records.append({"path": path, **fields})
+    report_invalid(corpus_name, invalid, on_invalid=on_invalid)
+    if not records:
+        raise CorpusError(f"{corpus_name}: no audio files named after its scheme found under {root}")
+    return build_corpus(records, label_names=label_names, columns=columns, corpus_name=corpus_name)

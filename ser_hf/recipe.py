@@ -1,0 +1,354 @@
+"""ser-hf's fine-tuning recipe: linear probe first, then the top encoder layers, fine-tuned on cached inputs.
+
+Fine-tuning a whole speech encoder on a thousand clips over-fits and costs hours on a CPU. The
+recipe (``strategy="finetune"``, ``--recipe ser-hf``):
+
+1. trims silence and fits the Whisper window to the clips (`ser_hf.frozen.prepare_encoder`);
+2. runs the frozen lower encoder once per clip and caches the input of the first trainable layer
+   (through `datasets`, reused by every fold and run), with the pooled lower layers;
+3. trains the weighted-layer head on the frozen features (a linear probe: `ser_hf.frozen.train_head`);
+4. fine-tunes the top ``trainable_layers`` layers and the head from there, with layer-wise learning
+   rates, dropout and SpecAugment-style time masking on the cached hidden states, class-weighted loss,
+   and keeps the epoch with the best UA on validation speakers drawn from the training speakers.
+
+Pooling is the standard model's (mean over the whole window) and the frozen lower layers are exactly
+the cached computation, so the saved ``WhisperForAudioClassification`` predicts from raw audio what
+the trained model predicted from the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch import nn
+
+from .evaluation import unweighted_average_recall
+from .frozen import (
+    FoldOutcome,
+    HeadConfig,
+    PreparedCorpus,
+    WeightedLayerHead,
+    export_model,
+    labels_of,
+    layer_features,
+    prepare_encoder,
+    stack_pooled,
+    train_head,
+    warmup_cosine,
+)
+from .modeling import is_whisper
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeConfig:
+    """Hyper-parameters of the recipe (defaults chosen on validation actors of training folds only)."""
+
+    trainable_layers: int = 2
+    epochs: int = 8
+    batch_size: int = 16
+    head_learning_rate: float = 1e-3
+    encoder_learning_rate: float = 5e-5
+    layer_decay: float = 0.5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    dropout: float = 0.1
+    time_mask_fraction: float = 0.15
+    time_mask_spans: int = 2
+    class_weighted: bool = True
+    bf16: bool = False
+    seed: int = 0
+    probe: HeadConfig = field(default_factory=HeadConfig)
+
+
+class TopLayersClassifier(nn.Module):
+    """The top encoder layers of a Whisper classifier plus its weighted-layer head, on cached inputs.
+
+    ``forward(hidden, pooled_lower)``: ``hidden`` is the cached input of the first trainable layer
+    ``(batch, positions, d)``; ``pooled_lower`` the window means of the frozen hidden states below it
+    ``(batch, k, d)``. Same computation as the full model (mean pooling commutes with the projector).
+    """
+
+    def __init__(self, model: nn.Module, first_layer: int, head: WeightedLayerHead):
+        super().__init__()
+        encoder = model.encoder
+        self.first_layer = first_layer
+        self.layers = copy.deepcopy(encoder.layers[first_layer:])
+        self.layer_norm = copy.deepcopy(encoder.layer_norm)
+        self.head = copy.deepcopy(head)
+
+    def forward(self, hidden: torch.Tensor, pooled_lower: torch.Tensor) -> torch.Tensor:
+        means = [hidden.mean(dim=1)]
+        for i, layer in enumerate(self.layers):
+            hidden = layer(hidden, None)
+            if i == len(self.layers) - 1:
+                hidden = self.layer_norm(hidden)
+            means.append(hidden.mean(dim=1))
+        return self.head(torch.cat([pooled_lower, torch.stack(means, dim=1)], dim=1))
+
+    def export(self, model: nn.Module) -> nn.Module:
+        """A copy of the standard ``model`` with these layers and this head in it."""
+        out = export_model(self.head, copy.deepcopy(model))
+        encoder = out.encoder
+        for i, layer in enumerate(self.layers):
+            encoder.layers[self.first_layer + i].load_state_dict(layer.state_dict())
+        encoder.layer_norm.load_state_dict(self.layer_norm.state_dict())
+        return out
+
+
+def _set_dropout(module: nn.Module, p: float) -> None:
+    for layer in module.layers:
+        layer.dropout = p
+        layer.activation_dropout = p
+
+
+def _time_mask(hidden: torch.Tensor, fraction: float, spans: int, generator: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style time masking on hidden states: ``spans`` random spans per clip set to zero."""
+    if fraction <= 0 or spans <= 0:
+        return hidden
+    batch, positions, _ = hidden.shape
+    width = max(1, int(positions * fraction / spans))
+    keep = torch.ones(batch, positions, 1, dtype=hidden.dtype)
+    starts = torch.randint(0, max(1, positions - width), (batch, spans), generator=generator)
+    for b in range(batch):
+        for s in starts[b].tolist():
+            keep[b, s : s + width] = 0
+    return hidden * keep
+
+
+def _parameter_groups(top: TopLayersClassifier, config: RecipeConfig) -> list[dict[str, Any]]:
+    """Head at ``head_learning_rate``; layer ``i`` from the top at ``encoder_learning_rate * layer_decay**i``."""
+    groups = [{"params": list(top.head.parameters()), "lr": config.head_learning_rate}]
+    groups.append({"params": list(top.layer_norm.parameters()), "lr": config.encoder_learning_rate})
+    for depth, layer in enumerate(reversed(top.layers)):
+        groups.append(
+            {"params": list(layer.parameters()), "lr": config.encoder_learning_rate * config.layer_decay**depth}
+        )
+    return groups
+
+
+@torch.inference_mode()
+def predict_top(
+    top: TopLayersClassifier, hidden: np.ndarray, pooled_lower: np.ndarray, batch_size: int = 32
+) -> np.ndarray:
+    top.eval()
+    out = []
+    for i in range(0, len(hidden), batch_size):
+        h = torch.as_tensor(np.asarray(hidden[i : i + batch_size]), dtype=torch.float32)
+        p = torch.as_tensor(np.asarray(pooled_lower[i : i + batch_size]), dtype=torch.float32)
+        out.append(top(h, p).float())
+    return torch.cat(out).numpy()
+
+
+@dataclass
+class RecipeFit:
+    top: TopLayersClassifier
+    epoch: int
+    history: list[float]
+    probe_validation_ua: float | None
+
+
+def fine_tune_top(
+    model: nn.Module,
+    hidden: Any,
+    pooled: np.ndarray,
+    labels: np.ndarray,
+    fit_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    num_labels: int,
+    config: RecipeConfig,
+    *,
+    progress: Any = None,
+) -> RecipeFit:
+    """Linear probe on ``pooled`` then fine-tune the top layers on the cached ``hidden`` states.
+
+    ``hidden`` is indexable by row (a numpy-formatted `datasets` column or an array) with each clip's
+    input of the first trainable layer; ``pooled`` holds every clip's pooled layer matrix.
+    """
+    k = len(model.encoder.layers) - config.trainable_layers
+    if not 0 <= k < len(model.encoder.layers):
+        raise ValueError(f"trainable_layers must be 1..{len(model.encoder.layers)}, not {config.trainable_layers}")
+    probe = train_head(
+        pooled[fit_rows],
+        labels[fit_rows],
+        num_labels,
+        config.probe,
+        valid_x=pooled[valid_rows] if len(valid_rows) else None,
+        valid_y=labels[valid_rows] if len(valid_rows) else None,
+    )
+    top = TopLayersClassifier(model, k, probe.head)
+    _set_dropout(top, config.dropout)
+    for parameter in top.parameters():
+        parameter.requires_grad_(True)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(_parameter_groups(top, config), weight_decay=config.weight_decay)
+    steps = math.ceil(len(fit_rows) / config.batch_size) * config.epochs
+    schedule = warmup_cosine(optimizer, steps, config.warmup_fraction)
+    counts = np.bincount(labels[fit_rows], minlength=num_labels).astype(np.float32)
+    weights = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / num_labels) if config.class_weighted else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    lower = pooled[:, :k]
+
+    def validate() -> float:
+        logits = predict_top(top, hidden_rows(hidden, valid_rows), lower[valid_rows])
+        return unweighted_average_recall(logits.argmax(-1), labels[valid_rows], num_labels)
+
+    history: list[float] = []
+    best_ua, best_epoch, best_state = -1.0, 0, None
+    if len(valid_rows):
+        best_ua = validate()  # epoch 0: the linear probe alone
+        best_state = copy.deepcopy(top.state_dict())
+        history.append(best_ua)
+    for epoch in range(1, config.epochs + 1):
+        top.train()
+        order = torch.randperm(len(fit_rows), generator=generator).numpy()
+        for start in range(0, len(order), config.batch_size):
+            rows = np.sort(fit_rows[order[start : start + config.batch_size]])
+            h = torch.as_tensor(hidden_rows(hidden, rows), dtype=torch.float32)
+            h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator)
+            p = torch.as_tensor(lower[rows], dtype=torch.float32)
+            y = torch.as_tensor(labels[rows], dtype=torch.long)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = top(h, p)
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+        if len(valid_rows):
+            ua = validate()
+            history.append(ua)
+            if progress:
+                progress(f"  epoch {epoch}/{config.epochs}: validation UA {100 * ua:.1f}")
+            if ua > best_ua:
+                best_ua, best_epoch, best_state = ua, epoch, copy.deepcopy(top.state_dict())
+    if best_state is not None:
+        top.load_state_dict(best_state)
+    else:
+        best_epoch = config.epochs
+    top.eval()
+    probe_ua = max(probe.history) if probe.history else None
+    return RecipeFit(top, best_epoch, history, probe_ua)
+
+
+def hidden_rows(hidden: Any, rows: np.ndarray) -> np.ndarray:
+    """Rows of a cached hidden-state column (numpy-formatted `datasets` column or array) as one array."""
+    if isinstance(hidden, np.ndarray):
+        return hidden[rows]
+    return np.asarray(hidden[[int(r) for r in rows]]["hidden_state"])
+
+
+class RecipeStrategy:
+    """ser-hf's fine-tuning recipe as a cross-validation strategy (see the module docstring)."""
+
+    name = "finetune"
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        recipe: RecipeConfig | dict[str, Any] | None = None,
+        trim_silence: bool = True,
+        window_seconds: int | None = None,
+        batch_size: int = 16,
+        cache_dir: str | os.PathLike | None = None,
+        decode_cache_dir: str | os.PathLike | None = None,
+        num_proc: int | None = None,
+        progress: Any = None,
+        **overrides: Any,
+    ):
+        self.model_name_or_path = model_name_or_path
+        self.config = recipe if isinstance(recipe, RecipeConfig) else RecipeConfig(**{**(recipe or {}), **overrides})
+        self.trim_silence, self.window_seconds = trim_silence, window_seconds
+        self.batch_size, self.cache_dir, self.decode_cache_dir, self.num_proc = (
+            batch_size,
+            cache_dir,
+            decode_cache_dir,
+            num_proc,
+        )
+        self.progress = progress
+
+    def settings(self) -> dict[str, Any]:
+        recipe = {k: v for k, v in self.config.__dict__.items() if k != "probe"}
+        return {
+            "trim_silence": self.trim_silence,
+            "window_seconds": self.window_seconds,
+            "recipe": recipe,
+            "probe": dict(self.config.probe.__dict__),
+        }
+
+    def prepare(self, corpus: Dataset) -> PreparedCorpus:
+        decoded, audio_key, model, extractor, skipped = prepare_encoder(
+            corpus,
+            self.model_name_or_path,
+            trim_silence=self.trim_silence,
+            window_seconds=self.window_seconds,
+            proj_size=self.config.probe.proj_size,
+            decode_cache_dir=self.decode_cache_dir,
+            num_proc=self.num_proc,
+        )
+        if not is_whisper(model):
+            raise ValueError(
+                f"the fine-tuning recipe caches the input of the top layers of a fixed-window (Whisper) encoder; "
+                f"{model.config.model_type} is not one: use strategy='frozen' or `ser-hf train`"
+            )
+        self.window_seconds = int(extractor.chunk_length)
+        first = len(model.encoder.layers) - self.config.trainable_layers
+        encoded = layer_features(
+            decoded,
+            model,
+            extractor,
+            audio_key=audio_key,
+            batch_size=self.batch_size,
+            cache_dir=self.cache_dir,
+            keep_layer=first,
+        )
+        return PreparedCorpus(
+            dataset=encoded,
+            features=stack_pooled(encoded, "window"),
+            labels=labels_of(encoded),
+            model=model,
+            feature_extractor=extractor,
+            label_names=list(corpus.features["label"].names),
+            skipped=skipped,
+        )
+
+    def run_fold(
+        self, prepared: PreparedCorpus, fit_rows: np.ndarray, valid_rows: np.ndarray, test_rows: np.ndarray, **_: Any
+    ) -> FoldOutcome:
+        hidden = prepared.dataset.with_format("numpy", columns=["hidden_state"])
+        fitted = fine_tune_top(
+            prepared.model,
+            hidden,
+            prepared.features,
+            prepared.labels,
+            fit_rows,
+            valid_rows,
+            len(prepared.label_names),
+            self.config,
+            progress=self.progress,
+        )
+        k = fitted.top.first_layer
+        logits = predict_top(fitted.top, hidden_rows(hidden, test_rows), prepared.features[test_rows, :k])
+        info = {
+            "epoch": fitted.epoch,
+            "validation_ua": max(fitted.history) if fitted.history else None,
+            "probe_validation_ua": fitted.probe_validation_ua,
+            "validation_history": [round(v, 4) for v in fitted.history],
+        }
+        return FoldOutcome(logits, info, fitted.top)
+
+    def export(self, prepared: PreparedCorpus, top: TopLayersClassifier) -> nn.Module:
+        """A standard ``WhisperForAudioClassification`` carrying the fine-tuned layers and head."""
+        return top.export(prepared.model)
