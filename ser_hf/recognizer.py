@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Default timeline/stream window (seconds), capped by a fixed-window model's own window.
 DEFAULT_WINDOW_SECONDS = 3.0
+#: Config attribute recording whether the model was trained on silence-trimmed clips.
+TRIM_SILENCE_CONFIG_KEY = "ser_hf_trim_silence"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class EmotionRecognizer:
         feature_extractor: Any,
         *,
         device: str | torch.device | None = None,
-        trim_silence: bool = False,
+        trim_silence: bool | None = None,
     ):
         self.labels: list[str] = check_id2label(model.config.id2label, source=f"{type(model).__name__} config")
         if isinstance(model, OnnxAudioClassifier):
@@ -71,8 +73,11 @@ class EmotionRecognizer:
             self.device = torch.device(device) if device is not None else _default_device()
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
-        #: Default of `predict`'s ``trim_silence``: cut leading/trailing silence before recognising.
-        self.trim_silence = trim_silence
+        #: Default of `predict`'s ``trim_silence`` (cut leading/trailing silence first); unless given, what the
+        #: model was trained with (``config.ser_hf_trim_silence``, written by ser-hf's training), else False.
+        self.trim_silence = bool(
+            getattr(model.config, TRIM_SILENCE_CONFIG_KEY, False) if trim_silence is None else trim_silence
+        )
         self.model_card: Any = None
         self._collator = AudioCollator(feature_extractor, min_samples=min_input_samples(model.config))
 

@@ -22,7 +22,7 @@ from .corpora import load_ravdess
 from .evaluation import flat_metrics, make_compute_metrics, score
 from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, window_samples
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
-from .recognizer import EmotionRecognizer
+from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
 from .splits import random_split, split_by_speaker
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ def run_training(
         revision=model_args.model_revision,
     )
     freeze(model, feature_encoder=model_args.freeze_feature_encoder, base_model=model_args.freeze_base_model)
+    # Inference trims silence by default exactly when training did (EmotionRecognizer.trim_silence).
+    setattr(model.config, TRIM_SILENCE_CONFIG_KEY, bool(data_args.trim_silence))
     rate = int(feature_extractor.sampling_rate)
 
     with training_args.main_process_first(desc="decoding audio"):

@@ -142,8 +142,13 @@ def test_trimming_silence_before_predicting(recognizer):
     assert trimmed.size < padded.size
     assert recognizer.predict(padded, trim_silence=True).scores == recognizer.predict(trimmed).scores
     assert recognizer.predict(padded).scores != recognizer.predict(trimmed).scores
-    recognizer.trim_silence = True
+    # The default follows the training data: trimmed when the model was trained on trimmed clips.
+    assert recognizer.model.config.ser_hf_trim_silence is False and not recognizer.trim_silence
+    recognizer.model.config.ser_hf_trim_silence = True
     try:
-        assert recognizer.predict(padded).scores == recognizer.predict(trimmed, trim_silence=False).scores
+        trimming = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
+        assert trimming.trim_silence
+        assert trimming.predict(padded).scores == recognizer.predict(trimmed).scores
+        assert trimming.predict(padded, trim_silence=False).scores == recognizer.predict(padded).scores
     finally:
-        recognizer.trim_silence = False
+        recognizer.model.config.ser_hf_trim_silence = False
