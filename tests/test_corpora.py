@@ -185,3 +185,8 @@ def test_decoding_is_cached_and_reports_bad_files(tmp_path, caplog):
     with pytest.raises(CorpusError, match="strict"):
         prepare_audio(dataset, RATE, cache_dir=tmp_path / "dec", strict=True)
     np.testing.assert_allclose(np.asarray(again[0]["waveform"]), np.asarray(decoded[0]["waveform"]))
+
+
+def test_unknown_hub_id_gives_a_corpus_error():
+    with pytest.raises(CorpusError, match="Hub dataset id"):
+        load_ravdess("nobody-has-this/ravdess-nowhere")

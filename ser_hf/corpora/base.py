@@ -73,7 +73,11 @@ def load_saved_dataset(source: str, *, split: str = "train", token: str | bool |
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
         loaded = datasets.load_from_disk(str(path))
     else:
-        loaded = datasets.load_dataset(source, split=None, token=token)
+        try:
+            loaded = datasets.load_dataset(source, split=None, token=token)
+        except Exception as err:  # datasets raises many types (not found, offline, auth, format)
+            where = "local folder" if path.is_dir() else "Hub dataset id (no such local file or folder)"
+            raise CorpusError(f"{source}: could not load it as a {where}: {type(err).__name__}: {err}") from err
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise CorpusError(f"{source}: no split {split!r}; it has {sorted(loaded)}")
