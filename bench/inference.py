@@ -361,6 +361,7 @@ def main() -> int:
         help="Which Whisper backends run the long-file timeline (comma-separated; empty: none).",
     )
     parser.add_argument("--skip_wav2vec2", action="store_true")
+    parser.add_argument("--skip_clips", action="store_true", help="Only the long-file timeline (Whisper).")
     args = parser.parse_args()
     data_dir = Path(args.data_dir)
     for path in (data_dir, Path(args.whisper)):
@@ -386,10 +387,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ser-hf-bench-") as tmp:
         work = Path(tmp)
         whisper_dir, origin = whisper_model(args, work / "whisper-tiny")
-        summaries["whisper"] = bench_model(
-            f"Whisper tiny.en encoder: {origin}", whisper_dir, files, work, peak, trained="fine-tuned" in origin
-        )
-        if not args.skip_wav2vec2:
+        if args.skip_clips:
+            from ser_hf import EmotionRecognizer
+
+            onnx_dir = EmotionRecognizer.from_pretrained(whisper_dir, device="cpu").export_onnx(
+                work / "whisper-onnx-int8", quantize="int8"
+            )
+            summaries["whisper"] = {"onnx_dir": str(onnx_dir)}
+        else:
+            summaries["whisper"] = bench_model(
+                f"Whisper tiny.en encoder: {origin}", whisper_dir, files, work, peak, trained="fine-tuned" in origin
+            )
+        if not args.skip_wav2vec2 and not args.skip_clips:
             w2v_dir = wav2vec2_base_random(work / "wav2vec2-base-random")
             summaries["wav2vec2"] = bench_model(
                 "wav2vec2-base-sized, random init", w2v_dir, files, work, peak, trained=False
