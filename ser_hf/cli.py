@@ -30,13 +30,15 @@ def _predict(args: argparse.Namespace) -> int:
     if args.timeline:
         return _predict_timeline(recognizer, args)
     results = recognizer.predict(
-        list(args.files), batch_size=args.batch_size, errors="return", trim_silence=args.trim_silence
+        list(args.files), batch_size=args.batch_size, errors=args.errors, trim_silence=args.trim_silence
     )
     failed = 0
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failed += 1
-            _print({"file": path, "error": getattr(result, "problem", str(result))})
+            record = {"file": path, "error": getattr(result, "problem", str(result))}
+            record["reason"] = getattr(result, "reason", type(result).__name__)
+            _print(record)
         else:
             _print({"file": path, **result.to_dict()})
     return 1 if failed else 0
@@ -134,6 +136,13 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .web import launch
+
+    launch(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-hf", description="Speech emotion recognition with transformers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", help="Audio files (wav, flac, ogg, ...).")
     _model_options(predict)
     predict.add_argument("--batch-size", "--batch_size", type=int, default=8)
+    predict.add_argument(
+        "--errors",
+        choices=["return", "raise"],
+        default="return",
+        help="An unusable file: 'return' prints an error line for it and goes on (exit 1 at the end); "
+        "'raise' stops before predicting anything (exit 2).",
+    )
+
     predict.add_argument(
         "--trim-silence",
         "--trim_silence",
@@ -169,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", required=True, metavar="OUT_DIR", help="Folder to write the ONNX model to.")
     export.add_argument("--quantize", choices=["none", "int8"], default="none", help="Dynamic int8 quantization.")
 
+    serve = commands.add_parser("serve", help="Serve a web page: upload or record speech, see the emotion live.")
+    serve.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 for the whole network).")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--max-upload-mb", "--max_upload_mb", type=float, default=50.0, help="Largest upload accepted.")
+    serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+
     commands.add_parser(
         "train",
         help="Fine-tune a model (same flags as examples/finetune.py; see `ser-hf train --help`).",
@@ -183,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "train":
         return _train(argparse.Namespace(), argv[1:])
     args = parser.parse_args(argv)
-    handlers = {"predict": _predict, "listen": _listen, "export": _export}
+    handlers = {"predict": _predict, "listen": _listen, "export": _export, "serve": _serve}
     try:
         return handlers[args.command](args)
     except SerHfError as err:

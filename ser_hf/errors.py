@@ -43,9 +43,14 @@ class SilentAudioError(AudioError):
 
 
 class AudioTooLongError(AudioError):
-    """Longer than the limit set for loading a whole clip into memory."""
+    """Longer than the limit set for loading a whole clip into memory (``seconds`` over ``limit``)."""
 
     reason = "too long"
+
+    def __init__(self, source: str, problem: str, *, seconds: float | None = None, limit: float | None = None):
+        super().__init__(source, problem)
+        self.seconds = seconds
+        self.limit = limit
 
 
 class CorpusError(SerHfError):

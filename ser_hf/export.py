@@ -238,8 +238,10 @@ class OnnxAudioClassifier:
     def eval(self) -> OnnxAudioClassifier:
         return self
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: Any = None) -> None:
         """Copy the graph, the config and the export notes (the feature extractor saves itself)."""
+        if state_dict is not None:
+            raise SerHfError(f"{self.folder}: an ONNX graph holds its own weights; no state_dict replaces them")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name in (ONNX_FILE, EXPORT_INFO_FILE):

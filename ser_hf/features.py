@@ -24,7 +24,7 @@ from datasets.fingerprint import Hasher
 
 from . import audio
 from .corpora.base import audio_column, audio_name
-from .errors import AudioError, CorpusError
+from .errors import AudioError, AudioTooLongError, CorpusError
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,26 @@ def _source_fingerprint(dataset: Dataset, column: str) -> str:
     return Hasher.hash(stats)
 
 
+def _corpus_problem(err: AudioError) -> str:
+    """The problem as a training corpus sees it (a too-long clip is a limit to raise, not a recording to stream)."""
+    if isinstance(err, AudioTooLongError) and err.seconds is not None and err.limit is not None:
+        return (
+            f"is {err.seconds:.0f} s long, over the {err.limit:.0f} s limit for one training clip "
+            "(raise max_clip_seconds / --max_clip_seconds to keep it, or cut it into labelled utterances)"
+        )
+    return err.problem
+
+
+def skip_report(skipped: Sequence[SkippedClip], total: int) -> dict[str, Any]:
+    """What `prepare_audio` left out, as JSON-ready data: counts, then one entry per file."""
+    return {
+        "clips": total,
+        "used": total - len(skipped),
+        "skipped": len(skipped),
+        "files": [{"path": s.path, "reason": s.reason, "problem": s.problem} for s in skipped],
+    }
+
+
 def _decode_batch(batch: dict[str, list[Any]], column: str, settings: DecodeSettings) -> dict[str, list[Any]]:
     waveforms, lengths, problems, reasons = [], [], [], []
     for cell in batch[column]:
@@ -82,7 +102,7 @@ def _decode_batch(batch: dict[str, list[Any]], column: str, settings: DecodeSett
         except AudioError as err:
             waveforms.append(np.zeros(0, dtype=np.float32))
             lengths.append(0)
-            problems.append(err.problem)
+            problems.append(_corpus_problem(err))
             reasons.append(err.reason)
     return {"waveform": waveforms, "length": lengths, "decode_problem": problems, "decode_reason": reasons}
 
@@ -108,8 +128,8 @@ def prepare_audio(
     """Decode every clip once to mono float32 at ``sampling_rate`` (cached on disk, reused by later runs).
 
     Adds ``waveform`` and ``length`` (samples) columns. Unusable files (unreadable, empty, NaN,
-    silent, too long) are reported and left out, or raise a `CorpusError` when ``strict``.
-    Returns the usable clips and the list of skipped ones.
+    silent, longer than ``max_seconds``) are reported and left out, or raise a `CorpusError` when
+    ``strict``. Returns the usable clips and the list of skipped ones (see `skip_report`).
     """
     settings = DecodeSettings(sampling_rate, max_seconds, trim_silence)
     column = audio_column(dataset)
@@ -142,11 +162,13 @@ def prepare_audio(
     bad_rows = [i for i, p in enumerate(problems) if p]
     skipped = [SkippedClip(audio_name(decoded[i][column]), decoded[i]["decode_reason"], problems[i]) for i in bad_rows]
     if skipped:
-        listing = "\n".join(f"  {s.path}: {s.problem}" for s in skipped[:50])
+        listing = "\n".join(f"  {s.path}: [{s.reason}] {s.problem}" for s in skipped[:50])
         more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
         summary = f"{len(skipped)} of {len(decoded)} clips are unusable:\n{listing}{more}"
         if strict:
-            raise CorpusError(summary + "\n(strict mode; turn it off to skip these and train on the rest)")
+            error = CorpusError(summary + "\n(strict mode; turn it off to skip these and train on the rest)")
+            error.skipped = skipped
+            raise error
         logger.warning("%s\nThey were skipped; training uses the other %d.", summary, len(decoded) - len(skipped))
         keep = sorted(set(range(len(decoded))) - set(bad_rows))
         decoded = decoded.select(keep)

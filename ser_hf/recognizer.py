@@ -15,11 +15,12 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
 from . import audio
-from .atomic import atomic_directory
+from .atomic import atomic_directory, recover
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
+from .model_card import card_for_repo, describe_model, load_model_card
 from .timeline import EmotionStream, Segment, iter_smooth, iter_timeline
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class EmotionRecognizer:
         threads, default torch's) behind the same API.
         """
         path = Path(model_name_or_path)
+        if not path.exists() and recover(path, clean=False):
+            logger.warning("%s: put back the model that an interrupted save had moved aside", path)
         if path.is_dir() and is_onnx_folder(path):
             feature_extractor = AutoFeatureExtractor.from_pretrained(str(path))
             return cls(OnnxAudioClassifier(path, num_threads=num_threads), feature_extractor)
@@ -109,7 +112,9 @@ class EmotionRecognizer:
         kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
         model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
         feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
-        return cls(model, feature_extractor, device=device)
+        recognizer = cls(model, feature_extractor, device=device)
+        recognizer.model_card = load_model_card(model_name_or_path, **kwargs)  # kept when re-saved or pushed
+        return recognizer
 
     @classmethod
     def finetune(cls, model_name_or_path: str, corpus: Any, *, output_dir: str, **kwargs: Any) -> EmotionRecognizer:
@@ -318,10 +323,15 @@ class EmotionRecognizer:
             raise SerHfError(f"{self.model.folder}: already an ONNX model; export from the PyTorch model")
         return export_onnx(self.model, self.feature_extractor, output_dir, quantize=quantize)
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Save model (safetensors), config with id2label, feature extractor and model card, atomically."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: dict[str, Any] | None = None) -> Path:
+        """Save model (safetensors), config with id2label, feature extractor and model card, atomically.
+
+        ``model_card`` (a `huggingface_hub.ModelCard`, e.g. from `ser_hf.model_card.build_model_card`) is
+        written as ``README.md``, with the images it carries beside it. ``state_dict`` replaces the model's
+        own weights (e.g. gathered from FSDP or DeepSpeed shards).
+        """
         with atomic_directory(save_directory) as staged:
-            self.model.save_pretrained(staged)
+            self.model.save_pretrained(staged, state_dict=state_dict)
             self.feature_extractor.save_pretrained(staged)
             if self.model_card is not None:
                 self.model_card.save(staged / "README.md")
@@ -336,17 +346,27 @@ class EmotionRecognizer:
         revision: str | None = None,
         commit_message: str = "Upload speech emotion recognizer (ser-hf)",
     ) -> str:
-        """Upload the saved model folder to the Hub; returns the commit URL."""
-        from huggingface_hub import HfApi
+        """Upload a fresh save (weights, config, feature extractor, model card) to the Hub as one commit.
+
+        One ``create_commit`` (not ``upload_folder``, which may split a folder into several commits): the
+        weights never appear on the Hub without their card. Returns the commit URL. A recognizer without a
+        card gets one describing the model; the card's usage snippets are pointed at ``repo_id``.
+        """
+        from huggingface_hub import CommitOperationAdd, HfApi
 
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+        if self.model_card is None:
+            self.model_card = describe_model(self.model, self.feature_extractor)
+        self.model_card = card_for_repo(self.model_card, repo_id)
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save_pretrained(Path(tmp) / "model")
-            commit = api.upload_folder(
-                repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            operations = [CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in files]
+            commit = api.create_commit(
+                repo_id, operations, commit_message=commit_message, revision=revision, repo_type="model"
             )
-        return str(getattr(commit, "commit_url", commit))
+        return str(commit.commit_url)
 
     def __repr__(self) -> str:
         return (

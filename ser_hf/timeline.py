@@ -132,7 +132,8 @@ class EmotionStream:
         windows = [self._buffer[s - self._buffer_start : s - self._buffer_start + self.window] for s in starts]
         segments = self._classify(starts, windows)
         self._emitted_end = max(self._emitted_end, starts[-1] + windows[-1].size)
-        keep_from = min(self._next_start, self._total) - self._buffer_start
+        # keep the last window too: `flush` may need it for the tail after the last full window
+        keep_from = min(self._next_start, max(0, self._total - self.window)) - self._buffer_start
         if keep_from > 0:
             self._buffer = self._buffer[keep_from:].copy()
             self._buffer_start += keep_from

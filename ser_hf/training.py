@@ -9,23 +9,35 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .atomic import write_json_atomic
 from .corpora import load_ravdess
+from .errors import SerHfError
 from .evaluation import flat_metrics, make_compute_metrics, score
-from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, window_samples
+from .features import AudioCollator, SkippedClip, min_input_samples, prepare_audio, skip_report, window_samples
+from .hub import defer_trainer_pushes, push_trained_model
+from .model_card import ModelCardCallback, ModelCardFacts, build_model_card
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
 from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
 from .splits import random_split, split_by_speaker
 
 logger = logging.getLogger(__name__)
+
+#: Written into output_dir by `run_training`: the corpus files left out, and why.
+SKIP_REPORT = "skipped_audio.json"
+#: The file the Trainer writes last into a checkpoint folder.
+TRAINER_STATE_NAME = "trainer_state.json"
 
 
 @dataclass
@@ -85,6 +97,10 @@ class DataArguments:
     max_train_seconds: float | None = field(
         default=6.0, metadata={"help": "Randomly crop training clips longer than this (seconds)."}
     )
+    max_clip_seconds: float | None = field(
+        default=600.0,
+        metadata={"help": "Skip (and report) clips longer than this (seconds); a longer file is rarely one utterance."},
+    )
     trim_silence: bool = field(default=False, metadata={"help": "Trim leading and trailing silence."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for decoding."})
     decode_cache_dir: str | None = field(default=None, metadata={"help": "Where decoded audio is cached."})
@@ -126,6 +142,31 @@ class TrainingOutcome:
     test_report: dict[str, Any]
     skipped: list[SkippedClip]
     trainer: Trainer
+    hub_commit_url: str | None = None  # set when --push_to_hub pushed the model
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """Reseeds a sampler's ``generator`` with seed + epoch before each pass.
+
+    transformers' length-grouped sampler shuffles with the global RNG, which processes consume
+    differently (dropout, crops), so from the second epoch on each process would draw its own
+    order and data-parallel ranks would see some clips twice and others never. Seeded per epoch,
+    every process draws the same order, and a resumed run the same order as the original.
+    """
+
+    def __init__(self, sampler: Any, seed: int):
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+        sampler.generator = torch.Generator()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        self.sampler.generator.manual_seed(self.seed + self.epoch)
+        return iter(self.sampler)
 
 
 class SERTrainer(Trainer):
@@ -134,6 +175,13 @@ class SERTrainer(Trainer):
     def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.train_collator = train_collator
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededSampler(sampler, seed)
+        return sampler
 
     def get_train_dataloader(self):
         if self.train_collator is None:
@@ -159,6 +207,51 @@ def make_splits(corpus: Dataset, data_args: DataArguments, seed: int = 42) -> Da
     return split_by_speaker(corpus, test_speakers=data_args.test_actors, eval_speakers=data_args.eval_actors)
 
 
+def check_launch(training_args: TrainingArguments) -> None:
+    """Refuse a multi-process launch that the Trainer would run as independent single processes.
+
+    Without a GPU, ``accelerate launch --multi_gpu`` / ``torchrun`` start N processes that each see
+    one process (all training on everything and writing the same folder) unless the Trainer is told
+    to use the CPU (gloo).
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise SerHfError(
+            f"launched as {launched} processes, but each one trains alone (no GPU found); "
+            "add --use_cpu true to train data-parallel on CPUs (gloo)"
+        )
+
+
+def check_checkpoint(checkpoint: str | os.PathLike) -> None:
+    """Refuse a checkpoint folder that a killed run left half-written (the Trainer writes its state last)."""
+    state = Path(checkpoint) / TRAINER_STATE_NAME
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError) as err:
+        problem = "does not exist" if not Path(checkpoint).is_dir() else f"has no readable {TRAINER_STATE_NAME}"
+        raise SerHfError(f"{checkpoint}: not a complete checkpoint: it {problem} (an interrupted save?)") from err
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or ``None``.
+
+    A run killed while saving a checkpoint leaves it without its trainer state; resuming from
+    it would fail, so it is skipped (with a warning) for the one before.
+    """
+    steps = {}
+    for path in Path(output_dir).iterdir():
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name)
+        if match and path.is_dir():
+            steps[path] = int(match.group(1))
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        try:
+            check_checkpoint(checkpoint)
+            return str(checkpoint)
+        except SerHfError as err:
+            logger.warning("Skipping %s", err)
+    return None
+
+
 def _training_columns(dataset: Dataset) -> Dataset:
     return dataset.with_format("numpy", columns=["waveform", "label", "length"])
 
@@ -171,6 +264,14 @@ def run_training(
 ) -> TrainingOutcome:
     """Fine-tune, pick the best epoch on the validation speakers, score the test speakers, save to output_dir."""
     set_seed(training_args.seed)
+    check_launch(training_args)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
+    elif training_args.resume and os.path.isdir(training_args.output_dir):
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.warning("Resuming from %s", checkpoint)
     corpus = corpus if corpus is not None else load_corpus(data_args)
     label_names = list(corpus.features["label"].names)
     model, feature_extractor = load_backbone(
@@ -191,10 +292,17 @@ def run_training(
             corpus,
             rate,
             trim_silence=data_args.trim_silence,
+            max_seconds=data_args.max_clip_seconds,
             strict=data_args.strict_audio,
             num_proc=data_args.preprocessing_num_workers,
             cache_dir=data_args.decode_cache_dir,
         )
+    if training_args.should_save:
+        report_path = write_json_atomic(
+            os.path.join(training_args.output_dir, SKIP_REPORT), skip_report(skipped, len(corpus))
+        )
+        if skipped:
+            logger.warning("The %d skipped file(s) are listed in %s", len(skipped), report_path)
     splits = make_splits(decoded, data_args, seed=training_args.seed)
     if is_whisper(model):
         seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(splits["train"]["length"]) / rate)
@@ -211,6 +319,11 @@ def run_training(
     max_train = int(data_args.max_train_seconds * rate) if data_args.max_train_seconds else None
     if window:
         max_train = min(max_train or window, window)
+    card_facts = ModelCardFacts.for_run(
+        model, feature_extractor, splits, model_args=model_args, data_args=data_args, training_args=training_args,
+        skipped=len(skipped),
+    )  # fmt: skip
+    defer_trainer_pushes(training_args)  # one push at the end, with the card (see ser_hf.hub)
     trainer = SERTrainer(
         model=model,
         args=training_args,
@@ -220,12 +333,8 @@ def run_training(
         data_collator=AudioCollator(feature_extractor, max_samples=window, min_samples=min_samples),
         train_collator=AudioCollator(feature_extractor, max_train, random_crop=True, min_samples=min_samples),
         compute_metrics=make_compute_metrics(label_names),
+        callbacks=[ModelCardCallback(card_facts)],
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and training_args.resume and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.warning("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
@@ -238,11 +347,18 @@ def run_training(
     trainer.save_metrics("test", test_metrics)
 
     recognizer = EmotionRecognizer(trainer.model, feature_extractor, device=trainer.args.device)
+    hub_commit_url = None
+    state_dict = None
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # every process helps gather the shards
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.is_world_process_zero():
-        recognizer.save_pretrained(training_args.output_dir)
-        with open(os.path.join(training_args.output_dir, "test_report.json"), "w") as f:
-            json.dump(report, f, indent=2)
-    return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer)
+        card_facts.test_report, card_facts.model_id = report, trainer.hub_model_id or card_facts.model_id
+        recognizer.model_card = build_model_card(card_facts)
+        recognizer.save_pretrained(training_args.output_dir, state_dict=state_dict)
+        write_json_atomic(os.path.join(training_args.output_dir, "test_report.json"), report)
+        if training_args.push_to_hub:
+            hub_commit_url = push_trained_model(recognizer, trainer)
+    return TrainingOutcome(recognizer, test_metrics, report, skipped, trainer, hub_commit_url)
 
 
 def split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

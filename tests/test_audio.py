@@ -75,7 +75,7 @@ def test_bytes_file_objects_arrays_tensors_and_dicts(tmp_path, clip):
             UnreadableAudioError,
             "not readable",
         ),
-        (lambda p: (p / "zero.wav").write_bytes(b"") or p / "zero.wav", UnreadableAudioError, "not readable"),
+        (lambda p: (p / "zero.wav").write_bytes(b"") or p / "zero.wav", EmptyAudioError, "empty file (0 bytes)"),
         (
             lambda p: sf.write(p / "empty.wav", np.zeros(0, np.float32), RATE) or p / "empty.wav",
             EmptyAudioError,

@@ -152,3 +152,16 @@ def test_trimming_silence_before_predicting(recognizer):
         assert trimming.predict(padded, trim_silence=False).scores == recognizer.predict(padded).scores
     finally:
         recognizer.model.config.ser_hf_trim_silence = False
+
+
+def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording, tmp_path):
+    """8.5 s with 3 s windows every 1 s: the last grid window ends at 8 s, so flush adds 5.5-8.5 s."""
+    samples, _ = sf.read(recording, dtype="float32")
+    path = tmp_path / "longer.wav"
+    sf.write(path, np.concatenate([samples, samples[: RATE // 2]]), RATE)
+    segments = recognizer.predict_timeline(path, window_seconds=3.0, hop_seconds=1.0, silence_threshold_db=None)
+    tail = segments[-1]
+    assert (tail.start, tail.end) == (pytest.approx(5.5), pytest.approx(8.5))
+    whole, _ = sf.read(path, dtype="float32")
+    expected = recognizer.predict_waveforms([whole[int(5.5 * RATE) :]])[0]
+    assert tail.label == expected.label and tail.score == pytest.approx(expected.score, abs=1e-5)

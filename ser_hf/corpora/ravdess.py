@@ -192,3 +192,13 @@ def load_ravdess(
     if not is_hub_id(str(source)):
         raise CorpusError(f"{source}: no such file or folder")
     return _from_saved(str(source), channels, on_invalid, split, token)
+
+
+def is_ravdess(dataset: Dataset) -> bool:
+    """Whether a dataset has ser-hf's RAVDESS columns and label set (what `load_ravdess` returns)."""
+    label = dataset.features.get("label")
+    return (
+        all(column in dataset.column_names for column in RAVDESS_COLUMNS)
+        and isinstance(label, ClassLabel)
+        and list(label.names) == list(RAVDESS_EMOTIONS)
+    )

@@ -1,0 +1,568 @@
+"""Model cards: facts collected while training, rendered into the Hub's ``README.md`` (plus a confusion-matrix PNG).
+
+`ModelCardFacts` holds what a card says; `ModelCardFacts.for_run` and `ModelCardCallback` fill it during
+`run_training` (the callback reads the hyper-parameters when training starts and the training log when it
+ends); `build_model_card` renders it with ``huggingface_hub.ModelCard`` and the template in
+``templates/model_card.md``. The metadata says ``library_name: transformers``: the checkpoint is a plain
+transformers model, so the Hub's "use this model" snippet, widget and download counter are the transformers
+ones; the ``ser-hf`` tag makes ser-hf models findable.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import TrainerCallback
+from transformers.modelcard import make_markdown_table
+
+from .corpora.base import is_hub_id
+from .corpora.ravdess import is_ravdess
+from .features import window_samples
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
+#: The confusion-matrix image saved beside ``README.md``.
+CONFUSION_PNG = "confusion_matrix.png"
+LIBRARY_NAME = "transformers"
+PIPELINE_TAG = "audio-classification"
+#: Images a card may carry beside it: a plain file name in the model folder, nothing above it.
+_FIGURE_NAME = re.compile(r"[\w.-]+\.png")
+
+RAVDESS_NOTES = """\
+Trained on **RAVDESS** (Livingstone & Russo, 2018, *PLoS ONE* 13(5): e0196391,
+[doi:10.5281/zenodo.1188976](https://doi.org/10.5281/zenodo.1188976)), licensed
+[CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/): non-commercial use, with attribution,
+adaptations shared alike. This model is an adaptation of it and carries the same licence.
+
+- **Acted speech.** 24 professional actors (12 female, 12 male) read two fixed sentences in a studio. The
+  emotions are portrayed, not felt, and clearer than in everyday speech: expect much lower accuracy on
+  spontaneous, noisy, far-field or telephone speech.
+- **One accent, one language.** North American English only; other accents, languages, children and older
+  speakers are not represented.
+- **Few speakers.** 24 voices is a small sample; accuracy varies from speaker to speaker.
+- A predicted label is a guess about how a voice sounds, not a measure of what someone feels: do not use it
+  to make decisions about people."""
+
+UNKNOWN_CORPUS_NOTES = """\
+The licence of the training data was not recorded: check it, and whether it allows sharing a model trained
+on it, before you publish this model. Emotion corpora are small and often acted: expect lower accuracy on
+speech unlike the training data, and do not use the predictions to make decisions about people."""
+
+
+@dataclass(frozen=True)
+class CorpusNotes:
+    """What a card says about a corpus it knows: name, licence, language, caveats."""
+
+    name: str
+    license: str | None
+    language: tuple[str, ...]
+    speaker_word: str
+    notes: str
+
+
+KNOWN_CORPORA: dict[str, CorpusNotes] = {
+    "ravdess": CorpusNotes("RAVDESS", "cc-by-nc-sa-4.0", ("en",), "actors", RAVDESS_NOTES),
+}
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a ser-hf model was trained with."""
+    versions = {"Python": platform.python_version()}
+    for name in ("ser-hf", "transformers", "torch", "datasets", "huggingface_hub", "accelerate"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def training_hyperparameters(args: Any) -> dict[str, Any]:
+    """The hyper-parameters worth reporting from a `TrainingArguments`."""
+    world = int(getattr(args, "world_size", 1) or 1)
+    hyper: dict[str, Any] = {
+        "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "total_train_batch_size": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
+        "optimizer": _plain(args.optim) + (f" ({args.optim_args})" if args.optim_args else ""),
+        "weight_decay": args.weight_decay,
+        "lr_scheduler_type": _plain(args.lr_scheduler_type),
+        "warmup_steps": args.warmup_steps,
+        "seed": args.seed,
+    }
+    if world > 1:
+        hyper["num_devices"] = world
+    if args.max_steps and args.max_steps > 0:
+        hyper["training_steps"] = args.max_steps
+    else:
+        hyper["num_epochs"] = args.num_train_epochs
+    if args.bf16 or args.fp16:
+        hyper["mixed_precision"] = "bf16" if args.bf16 else "fp16"
+    if args.label_smoothing_factor:
+        hyper["label_smoothing_factor"] = args.label_smoothing_factor
+    return hyper
+
+
+def _speaker_key(speaker: str) -> tuple[int, Any]:
+    return (0, int(speaker)) if str(speaker).isdigit() else (1, str(speaker))
+
+
+def describe_speakers(speakers: list[str]) -> str:
+    """``["21", "22", "23", "24"]`` → ``"21–24"``; runs of consecutive numbers are shortened."""
+    names = sorted({str(s) for s in speakers}, key=_speaker_key)
+    if not all(name.isdigit() for name in names):
+        return ", ".join(names)
+    numbers = [int(name) for name in names]
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+@dataclass
+class ModelCardFacts:
+    """Everything a ser-hf model card says, gathered while the model is trained (or read off a model)."""
+
+    labels: list[str]
+    architecture: str
+    model_type: str | None = None
+    sampling_rate: int = 16_000
+    window_seconds: float | None = None
+    #: Where the model is loaded from in the usage snippets (the Hub id once pushed).
+    model_id: str | None = None
+    #: The pretrained encoder's Hub id (metadata ``base_model``); ``None`` when it came from a local folder.
+    base_model: str | None = None
+    base_model_name: str | None = None
+    corpus: str | None = None
+    #: The Hub dataset id when the corpus was loaded from the Hub (metadata ``datasets``).
+    dataset_id: str | None = None
+    protocol: str | None = None
+    speakers: dict[str, list[str]] = field(default_factory=dict)
+    clips: dict[str, int] = field(default_factory=dict)
+    skipped_clips: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    training_log: list[dict[str, Any]] = field(default_factory=list)
+    best_step: int | None = None
+    test_report: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=framework_versions)
+
+    @classmethod
+    def from_model(cls, model: Any, feature_extractor: Any, *, model_id: str | None = None) -> ModelCardFacts:
+        """The facts a model itself tells: labels, architecture, input rate and window."""
+        config = model.config
+        rate = int(getattr(feature_extractor, "sampling_rate", 16_000) or 16_000)
+        window = window_samples(feature_extractor) if feature_extractor is not None else None
+        return cls(
+            labels=[config.id2label[i] for i in range(len(config.id2label))],
+            architecture=type(model).__name__,
+            model_type=getattr(config, "model_type", None),
+            sampling_rate=rate,
+            window_seconds=round(window / rate, 2) if window else None,
+            model_id=model_id,
+        )
+
+    @classmethod
+    def for_run(
+        cls,
+        model: Any,
+        feature_extractor: Any,
+        splits: Any,
+        *,
+        model_args: Any,
+        data_args: Any,
+        training_args: Any,
+        skipped: int = 0,
+    ) -> ModelCardFacts:
+        """The facts `run_training` knows before training: base model, corpus, splits, ser-hf options."""
+        push = bool(getattr(training_args, "push_to_hub", False))
+        model_id = (training_args.hub_model_id if push else None) or training_args.output_dir
+        facts = cls.from_model(model, feature_extractor, model_id=model_id)
+        name = str(model_args.model_name_or_path).rstrip("/")
+        local = os.path.exists(name)
+        facts.base_model = name if not local and is_hub_id(name) else None
+        facts.base_model_name = Path(name).name if local else name  # no local directories in a public card
+        source = getattr(data_args, "data_dir", None)
+        facts.dataset_id = source if source and not os.path.exists(source) and is_hub_id(source) else None
+        facts.corpus = str(getattr(data_args, "corpus", "") or "") or None
+        if facts.corpus == "ravdess" and not is_ravdess(splits["train"]):
+            facts.corpus = None  # a corpus passed as a Dataset: do not claim RAVDESS (or its licence) for it
+        facts.protocol = getattr(data_args, "split", None)
+        for split_name, split in splits.items():
+            facts.clips[split_name] = len(split)
+            if "speaker" in split.column_names:
+                facts.speakers[split_name] = sorted({str(s) for s in split["speaker"]}, key=_speaker_key)
+        facts.skipped_clips = skipped
+        facts.hyperparameters = {
+            "freeze_feature_encoder": model_args.freeze_feature_encoder,
+            "freeze_base_model": model_args.freeze_base_model,
+            "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
+            "max_train_seconds": data_args.max_train_seconds,
+            "trim_silence": data_args.trim_silence,
+            "train_sampling_strategy": getattr(training_args, "train_sampling_strategy", None),
+        }
+        return facts
+
+    # ---------------------------------------------------------------- derived text
+    @property
+    def notes(self) -> CorpusNotes | None:
+        return KNOWN_CORPORA.get((self.corpus or "").lower())
+
+    @property
+    def corpus_name(self) -> str | None:
+        return self.notes.name if self.notes else self.corpus
+
+    def _speakers(self, split: str) -> str:
+        """E.g. ``"actors 21–24"`` or ``"actor 3"``; empty when the split's speakers are unknown."""
+        speakers = self.speakers.get(split)
+        if not speakers:
+            return ""
+        word = self.notes.speaker_word if self.notes else "speakers"
+        return f"{word if len(speakers) > 1 else word.removesuffix('s')} {describe_speakers(speakers)}"
+
+    @property
+    def split_description(self) -> str:
+        """E.g. ``"speaker-independent, test actors 21–24"`` (named in the model-index)."""
+        if self.protocol == "random":
+            return "random clip-level split, test speakers also heard in training"
+        test = self._speakers("test")
+        return f"speaker-independent, test {test}" if test else "held-out test split"
+
+    @property
+    def protocol_sentence(self) -> str:
+        test_clips = f" ({self.clips['test']} clips)" if "test" in self.clips else ""
+        if self.protocol == "random":
+            return (
+                f"**Random clip-level split**{test_clips}: the test speakers were also heard in training, so these "
+                "figures overestimate accuracy on new voices (on RAVDESS by 10 points or more)."
+            )
+        parts = [f"trained on {self._speakers('train')}" if self._speakers("train") else "trained"]
+        if self._speakers("validation"):
+            parts.append(f"best epoch chosen on {self._speakers('validation')}")
+        parts.append(f"tested once on {self._speakers('test') or 'the test split'}{test_clips}")
+        return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training."
+
+    @property
+    def title(self) -> str:
+        base = Path(self.base_model_name).name if self.base_model_name else (self.model_type or self.architecture)
+        corpus = f" on {self.corpus_name}" if self.corpus_name else ""
+        return f"{base} for speech emotion recognition{corpus}"
+
+    @property
+    def index_name(self) -> str:
+        return Path(self.model_id).name if self.model_id else self.title
+
+
+class ModelCardCallback(TrainerCallback):
+    """Fills `ModelCardFacts` during training: hyper-parameters at the start, the training log at the end.
+
+    The log comes from ``state.log_history`` (restored on resume), so a resumed run's card covers every epoch.
+    """
+
+    def __init__(self, facts: ModelCardFacts):
+        self.facts = facts
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.facts.hyperparameters = {**training_hyperparameters(args), **self.facts.hyperparameters}
+        if model is not None:
+            total = sum(p.numel() for p in model.parameters())
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            self.facts.hyperparameters["trainable_parameters"] = f"{trainable:,} of {total:,}"
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.facts.training_log = training_log(state.log_history)
+        self.facts.best_step = getattr(state, "best_global_step", None) or _checkpoint_step(state.best_model_checkpoint)
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    match = re.search(r"checkpoint-(\d+)$", str(checkpoint or "").rstrip("/"))
+    return int(match.group(1)) if match else None
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def training_log(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per validation (epoch, step, last training loss, validation loss and UA/WA/macro-F1).
+
+    Without validation, one row per epoch with its last training loss.
+    """
+    rows: list[dict[str, Any]] = []
+    last_loss = None
+    evaluated = any("eval_ua" in entry for entry in history)
+    for entry in history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+            if not evaluated:
+                epoch = float(np.ceil(entry.get("epoch", 0) or 0))
+                row = {"Epoch": _fmt(epoch, 0), "Step": entry.get("step"), "Training loss": _fmt(last_loss)}
+                if rows and rows[-1]["Epoch"] == row["Epoch"]:
+                    rows[-1] = row
+                else:
+                    rows.append(row)
+        elif "eval_ua" in entry:
+            rows.append(
+                {
+                    "Epoch": _fmt(float(entry.get("epoch", 0) or 0), 2),
+                    "Step": entry.get("step"),
+                    "Training loss": _fmt(last_loss),
+                    "Validation loss": _fmt(entry.get("eval_loss")),
+                    "Validation UA": _fmt(entry.get("eval_ua")),
+                    "Validation WA": _fmt(entry.get("eval_wa")),
+                    "Validation macro-F1": _fmt(entry.get("eval_macro_f1")),
+                }
+            )
+    return rows
+
+
+def confusion_matrix_png(matrix: list[list[int]], labels: list[str], title: str) -> bytes | None:
+    """The confusion matrix as a PNG (shaded by row share, annotated with counts); ``None`` without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.warning("matplotlib is not installed (pip install 'ser-hf[report]'): no confusion-matrix image")
+        return None
+    counts = np.asarray(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    recall = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    size = 1.5 + 0.65 * len(labels)
+    figure = Figure(figsize=(size + 1.2, size), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if recall[row, column] > 0.5 else "black"
+        axes.text(column, row, f"{int(count)}", ha="center", va="center", color=colour, fontsize=9)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+class SERModelCard(ModelCard):
+    """A `huggingface_hub.ModelCard` that also carries the images it shows (saved beside ``README.md``)."""
+
+    def __init__(self, content: str, ignore_metadata_errors: bool = False):
+        super().__init__(content, ignore_metadata_errors=ignore_metadata_errors)
+        self.figures: dict[str, bytes] = {}
+
+    def save(self, filepath: str | Path) -> None:
+        super().save(filepath)
+        for name, data in self.figures.items():
+            (Path(filepath).parent / name).write_bytes(data)
+
+
+def _eval_results(facts: ModelCardFacts) -> list[EvalResult]:
+    report = facts.test_report or {}
+    corpus = facts.corpus_name or "custom corpus"
+    common = {
+        "task_type": PIPELINE_TAG,
+        "task_name": "Speech Emotion Recognition",
+        "dataset_type": facts.dataset_id or (facts.corpus or "custom").lower(),
+        "dataset_name": f"{corpus} ({facts.split_description})",
+        "dataset_split": "test",
+        "dataset_args": {
+            "protocol": "random" if facts.protocol == "random" else "speaker-independent",
+            **{f"{split}_speakers": describe_speakers(s) for split, s in facts.speakers.items()},
+        },
+    }
+    macro = {"average": "macro"}
+    figures = (
+        ("recall", "UA (unweighted average recall)", "ua", macro),
+        ("accuracy", "WA (accuracy)", "wa", None),
+        ("f1", "Macro-F1", "macro_f1", macro),
+    )
+    return [
+        EvalResult(
+            metric_type=kind, metric_name=name, metric_args=args, metric_value=round(float(report[k]), 4), **common
+        )
+        for kind, name, k, args in figures
+    ]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """A left-aligned Markdown table (transformers' `make_markdown_table` centres every column)."""
+    return make_markdown_table(rows).replace("-:|", "--|").strip()
+
+
+def _percent(value: Any) -> str:
+    return "—" if value is None else f"{100 * float(value):.1f}"
+
+
+def _evaluation_sections(facts: ModelCardFacts) -> dict[str, Any]:
+    report = facts.test_report
+    if not report:
+        return {}
+    recall = report["per_class_recall"]
+    matrix = report["confusion_matrix"]
+    confusion_rows = [
+        {"true \\ predicted": label, **{other: int(count) for other, count in zip(facts.labels, row)}}
+        for label, row in zip(facts.labels, matrix)
+    ]
+    return {
+        "metrics_table": _table(
+            [
+                {
+                    "Test split": facts.split_description,
+                    "UA (%)": _percent(report["ua"]),
+                    "WA (%)": _percent(report["wa"]),
+                    "Macro-F1 (%)": _percent(report["macro_f1"]),
+                    "Clips": facts.clips.get("test", int(np.sum(matrix))),
+                }
+            ]
+        ),
+        "recall_table": _table(
+            [
+                {"Emotion": label, "Recall (%)": _percent(recall.get(label)), "Test clips": int(sum(row))}
+                for label, row in zip(facts.labels, matrix)
+            ]
+        ),
+        "confusion_table": _table(confusion_rows),
+        "chance_ua": f"{100 / len(facts.labels):.1f} %",
+    }
+
+
+def _data_sentence(facts: ModelCardFacts) -> str:
+    parts = []
+    for split in ("train", "validation", "test"):
+        if split in facts.clips:
+            who = f" ({facts._speakers(split)})" if facts._speakers(split) else ""
+            parts.append(f"{split} {facts.clips[split]} clips{who}")
+    if not parts:
+        return ""
+    skipped = f" {facts.skipped_clips} unusable clip(s) were skipped." if facts.skipped_clips else ""
+    return f"Data: {facts.corpus_name or 'the corpus'}, {'; '.join(parts)}.{skipped}"
+
+
+def build_model_card(facts: ModelCardFacts) -> SERModelCard:
+    """Render the facts into a card: Hub metadata (with a model-index when there are test results) and body."""
+    notes = facts.notes
+    tags = ["audio-classification", "speech-emotion-recognition", "ser-hf"]
+    tags += [t for t in (facts.model_type, (facts.corpus or "").lower() or None) if t and t not in tags]
+    has_results = bool(facts.test_report)
+    card_data = ModelCardData(
+        language=list(notes.language) if notes else None,
+        license=notes.license if notes else None,
+        library_name=LIBRARY_NAME,
+        pipeline_tag=PIPELINE_TAG,
+        base_model=facts.base_model,
+        datasets=[facts.dataset_id] if facts.dataset_id else None,
+        tags=tags,
+        model_name=facts.index_name if has_results else None,
+        eval_results=_eval_results(facts) if has_results else None,
+    )
+    figures: dict[str, bytes] = {}
+    if has_results:
+        title = f"{facts.corpus_name or 'test'}: {facts.split_description}"
+        png = confusion_matrix_png(facts.test_report["confusion_matrix"], facts.labels, title)
+        if png is not None:
+            figures[CONFUSION_PNG] = png
+    hyper = [f"- {key}: {_plain(value)}" for key, value in facts.hyperparameters.items() if value is not None]
+    card = SERModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        title=facts.title,
+        labels=facts.labels,
+        architecture=facts.architecture,
+        base_model_name=facts.base_model_name,
+        corpus=facts.corpus_name,
+        sampling_rate=facts.sampling_rate,
+        window_seconds=facts.window_seconds,
+        protocol_sentence=facts.protocol_sentence if has_results else "",
+        confusion_png=CONFUSION_PNG if figures else None,
+        model_id=facts.model_id or "path/to/model",
+        hyperparameters_list="\n".join(hyper),
+        data_sentence=_data_sentence(facts),
+        training_table=_table(facts.training_log) if facts.training_log else "",
+        best_step=facts.best_step,
+        data_notes=notes.notes if notes else UNKNOWN_CORPUS_NOTES,
+        versions=facts.versions,
+        **_evaluation_sections(facts),
+    )
+    card.content = re.sub(r"\n{3,}", "\n\n", card.content)  # the template's blank lines around optional parts
+    card.figures = figures
+    return card
+
+
+def describe_model(model: Any, feature_extractor: Any, *, model_id: str | None = None) -> SERModelCard:
+    """A card for a model without one (no training facts): metadata, labels and usage."""
+    return build_model_card(ModelCardFacts.from_model(model, feature_extractor, model_id=model_id))
+
+
+_SNIPPET_IDS = (
+    re.compile(r'(EmotionRecognizer\.from_pretrained\(")[^"]*("\))'),
+    re.compile(r'(pipeline\("audio-classification", model=")[^"]*(")'),
+)
+
+
+def card_for_repo(card: ModelCard, repo_id: str) -> ModelCard:
+    """The card with its usage snippets and model-index name pointing at ``repo_id``."""
+    content = card.content
+    for pattern in _SNIPPET_IDS:
+        content = pattern.sub(lambda m: f"{m.group(1)}{repo_id}{m.group(2)}", content)
+    updated = type(card)(content, ignore_metadata_errors=True)
+    if updated.data.get("eval_results"):
+        updated.data.model_name = repo_id.split("/")[-1]
+    updated.figures = dict(getattr(card, "figures", {}))  # type: ignore[attr-defined]
+    return updated
+
+
+def load_model_card(
+    model_name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> SERModelCard | None:
+    """The ``README.md`` of a model folder or Hub repo, with the images it links beside it; ``None`` if absent.
+
+    A card that cannot be read is reported and skipped: it never stops a model from loading.
+    """
+    from transformers.utils import cached_file
+
+    def fetch(name: str) -> str | None:
+        return cached_file(
+            str(model_name_or_path),
+            name,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    try:
+        readme = fetch("README.md")
+        if readme is None:
+            return None
+        card = SERModelCard(Path(readme).read_text(encoding="utf-8"), ignore_metadata_errors=True)
+        for name in dict.fromkeys(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", card.content)):
+            if _FIGURE_NAME.fullmatch(name) and (path := fetch(name)) is not None:
+                card.figures[name] = Path(path).read_bytes()
+    except (OSError, ValueError) as err:
+        logger.warning("%s: its model card (README.md) could not be read and is not kept: %s", model_name_or_path, err)
+        return None
+    return card
