@@ -304,10 +304,10 @@ def write_long_file(path: Path, data_dir: Path, minutes: float) -> float:
 TIMELINE_CHILD = """
 import json, sys, time
 from ser_hf import EmotionRecognizer
-model, path = sys.argv[1], sys.argv[2]
+model, path, window, hop = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
 recognizer = EmotionRecognizer.from_pretrained(model, device="cpu")
 start = time.perf_counter()
-segments = recognizer.predict_timeline(path)
+segments = recognizer.predict_timeline(path, window_seconds=window, hop_seconds=hop)
 wall = time.perf_counter() - start
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 print(json.dumps({"wall": wall, "segments": len(segments), "silent": sum(s.silent for s in segments),
@@ -329,14 +329,19 @@ def run_child(code: str, *args: str) -> tuple[int, str, str, int]:
         return child.returncode, out, err.read(), int(usage.ru_maxrss)
 
 
-def bench_timeline(model_dirs: dict[str, Path], long_file: Path, seconds: float) -> None:
-    print(f"\n## predict_timeline on a {seconds / 60:.0f}-minute 16 kHz file (3 s windows, 1 s hop), child process\n")
+def bench_timeline(
+    model_dirs: dict[str, Path], long_file: Path, seconds: float, window: float | None, hop: float
+) -> None:
+    shown = "the default window" if window is None else f"{window:g} s windows"
+    print(f"\n## predict_timeline on a {seconds / 60:.0f}-minute 16 kHz file ({shown}, {hop:g} s hop), child process\n")
     print(
         "| model | backend | wall s | RTF | segments | silent | peak RSS, whole child (MiB) | at the end of the call |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, folder in model_dirs.items():
-        code, out, err, max_rss_kib = run_child(TIMELINE_CHILD, str(folder), str(long_file))
+        code, out, err, max_rss_kib = run_child(
+            TIMELINE_CHILD, str(folder), str(long_file), json.dumps(window), str(hop)
+        )
         if code != 0:
             print(f"| {name} | failed: {err.strip().splitlines()[-1] if err.strip() else code} |")
             continue
@@ -355,6 +360,8 @@ def main() -> int:
     parser.add_argument("--trained_model", default=None, help="A fine-tuned Whisper folder (UA and agreement).")
     parser.add_argument("--clips", type=int, default=48, help="Test-actor clips timed per model.")
     parser.add_argument("--timeline_minutes", type=float, default=60.0)
+    parser.add_argument("--timeline_window", type=float, default=None, help="Seconds (default: the library's).")
+    parser.add_argument("--timeline_hop", type=float, default=1.0, help="Seconds between window starts.")
     parser.add_argument(
         "--timeline_backends",
         default="pytorch,onnx-int8",
@@ -408,7 +415,13 @@ def main() -> int:
             long_file = work / "long.wav"
             seconds = write_long_file(long_file, data_dir, args.timeline_minutes)
             dirs = {"pytorch": whisper_dir, "onnx-int8": Path(summaries["whisper"]["onnx_dir"])}
-            bench_timeline({f"Whisper tiny ({b})": dirs[b] for b in backends}, long_file, seconds)
+            bench_timeline(
+                {f"Whisper tiny ({b})": dirs[b] for b in backends},
+                long_file,
+                seconds,
+                args.timeline_window,
+                args.timeline_hop,
+            )
     print(f"\nload average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"total benchmark time: {time.perf_counter() - run_start:.0f} s")
     return 0
