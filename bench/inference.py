@@ -315,18 +315,10 @@ print(json.dumps({"wall": wall, "segments": len(segments), "silent": sum(s.silen
 """
 
 
-def run_child(code: str, *args: str) -> tuple[int, str, str, int]:
-    """Run ``python -c code args``; return its exit status, stdout, stderr and its own peak RSS (KiB, wait4)."""
+def run_child(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -c code args`` in a fresh process (its own memory high-water mark, read from /proc)."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(
-            [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=err, text=True, env=env
-        )
-        out = child.stdout.read() if child.stdout else ""
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return child.returncode, out, err.read(), int(usage.ru_maxrss)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
 
 
 def bench_timeline(
@@ -334,21 +326,18 @@ def bench_timeline(
 ) -> None:
     shown = "the default window" if window is None else f"{window:g} s windows"
     print(f"\n## predict_timeline on a {seconds / 60:.0f}-minute 16 kHz file ({shown}, {hop:g} s hop), child process\n")
-    print(
-        "| model | backend | wall s | RTF | segments | silent | peak RSS, whole child (MiB) | at the end of the call |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    # VmHWM, read by the child itself: wait4's ru_maxrss would count the parent's memory copied at fork.
+    print("| model | backend | wall s | RTF | segments | silent | peak RSS of the process (VmHWM, MiB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, folder in model_dirs.items():
-        code, out, err, max_rss_kib = run_child(
-            TIMELINE_CHILD, str(folder), str(long_file), json.dumps(window), str(hop)
-        )
-        if code != 0:
-            print(f"| {name} | failed: {err.strip().splitlines()[-1] if err.strip() else code} |")
+        child = run_child(TIMELINE_CHILD, str(folder), str(long_file), json.dumps(window), str(hop))
+        if child.returncode != 0:
+            print(f"| {name} | failed: {(child.stderr.strip().splitlines() or [child.returncode])[-1]} |")
             continue
-        result = json.loads(out.strip().splitlines()[-1])
+        result = json.loads(child.stdout.strip().splitlines()[-1])
         print(
             f"| {name} | {result['backend']} | {result['wall']:.1f} | {result['wall'] / seconds:.4f} | "
-            f"{result['segments']} | {result['silent']} | {max_rss_kib / 1024:.0f} | {result['vmhwm_kb'] / 1024:.0f} |"
+            f"{result['segments']} | {result['silent']} | {result['vmhwm_kb'] / 1024:.0f} |"
         )
 
 
