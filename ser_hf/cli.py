@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import SerHfError
+from .timeline import SILENCE_THRESHOLD_DB
 
 
 def _print(record: dict[str, Any]) -> None:
@@ -131,7 +132,7 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
         "--silence-threshold-db",
         "--silence_threshold_db",
         type=float,
-        default=-50.0,
+        default=SILENCE_THRESHOLD_DB,
         help="Windows quieter than this (dBFS) are marked silent.",
     )
 

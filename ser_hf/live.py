@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SerHfError
-from .timeline import Segment
+from .timeline import SILENCE_THRESHOLD_DB, Segment
 
 #: How long `Microphone.chunks` waits for audio before deciding the device delivers none (seconds).
 NO_AUDIO_TIMEOUT = 5.0
@@ -117,7 +117,7 @@ def listen(
     sampling_rate: int,
     window_seconds: float | None = None,
     hop_seconds: float = 1.0,
-    silence_threshold_db: float | None = -50.0,
+    silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
 ) -> Iterator[Segment]:
     """Segments for live chunks at ``sampling_rate``, each as soon as its window is complete; the tail at the end."""
     stream = recognizer.stream(

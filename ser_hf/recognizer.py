@@ -21,7 +21,7 @@ from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
-from .timeline import EmotionStream, Segment, iter_smooth, iter_timeline
+from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, iter_smooth, iter_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class EmotionRecognizer:
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
     ) -> list[Segment]:
         """Emotion over time for a recording of any length, read block by block (bounded memory).
@@ -285,7 +285,7 @@ class EmotionRecognizer:
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
     ) -> Iterator[Segment]:
         """`predict_timeline` as a generator: each segment as soon as it (and its smoothing neighbours) is known."""
@@ -305,7 +305,7 @@ class EmotionRecognizer:
         sampling_rate: int | None = None,
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     ) -> EmotionStream:
         """A live stream: ``stream.push(chunk)`` returns a `Segment` per hop as soon as its window is full."""
         return EmotionStream(

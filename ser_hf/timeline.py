@@ -22,6 +22,9 @@ from .errors import InvalidSamplesError
 
 #: Label given to windows too quiet to carry speech.
 SILENCE = "silence"
+#: Windows below this RMS level (dBFS) are marked silent. Quiet but real RAVDESS speech peaks near
+#: -60 dBFS in its loudest window, so the threshold sits below that; raise it for noisy rooms.
+SILENCE_THRESHOLD_DB = -65.0
 
 
 class _Predictor(Protocol):
@@ -78,7 +81,7 @@ class EmotionStream:
         window_seconds: float = 3.0,
         hop_seconds: float = 1.0,
         sampling_rate: int | None = None,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
     ):
         if window_seconds <= 0 or hop_seconds <= 0:
@@ -198,7 +201,7 @@ def iter_timeline(
     *,
     window_seconds: float = 3.0,
     hop_seconds: float = 1.0,
-    silence_threshold_db: float | None = -50.0,
+    silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     batch_size: int = 8,
     block_seconds: float = 30.0,
 ) -> Iterator[Segment]:
@@ -227,7 +230,7 @@ def timeline(
     window_seconds: float = 3.0,
     hop_seconds: float = 1.0,
     smoothing: int = 1,
-    silence_threshold_db: float | None = -50.0,
+    silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     batch_size: int = 8,
 ) -> list[Segment]:
     """All segments of a recording, optionally smoothed over ``smoothing`` neighbouring windows."""
