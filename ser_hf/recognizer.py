@@ -16,6 +16,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 
 from . import audio
 from .atomic import atomic_directory, recover
+from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
 from .features import AudioCollator, min_input_samples, window_samples
@@ -109,9 +110,14 @@ class EmotionRecognizer:
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
             problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"
             raise SerHfError(f"{path}: not a saved model: it {problem}")
+        if not path.exists() and not is_hub_id(str(model_name_or_path)):
+            raise SerHfError(f"{model_name_or_path}: no such model folder (and not a Hub model id)")
         kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-        model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+        try:
+            model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
+            feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+        except OSError as err:  # not found locally or on the Hub, offline, gated, ...
+            raise SerHfError(f"{model_name_or_path}: could not load the model: {err}") from err
         recognizer = cls(model, feature_extractor, device=device)
         recognizer.model_card = load_model_card(model_name_or_path, **kwargs)  # kept when re-saved or pushed
         return recognizer

@@ -31,7 +31,7 @@ from .errors import (
     UnreadableAudioError,
 )
 from .recognizer import DEFAULT_WINDOW_SECONDS, EmotionRecognizer
-from .timeline import EmotionStream, Segment, rms_dbfs
+from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, rms_dbfs
 
 # Before Gradio is imported anywhere: no telemetry, no version check against the internet.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -48,8 +48,8 @@ UNSUPPORTED_EXTENSIONS = frozenset(
     {"aac", "ac3", "amr", "3gp", "m4a", "m4b", "mka", "mkv", "mov", "mp4", "webm", "wma"}
 )
 #: A recording whose every window is below the silence threshold but whose level (30 s blocks) reaches
-#: this is taken as quiet speech and labelled with a warning (about 10% of RAVDESS clips peak under -50).
-QUIET_FLOOR_DB = -70.0
+#: this is taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
+QUIET_FLOOR_DB = -75.0
 TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score"]
 
 
@@ -113,7 +113,7 @@ class EmotionPage:
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
-        silence_threshold_db: float | None = -50.0,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     ):
         if max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, not {max_upload_mb}")
@@ -323,7 +323,7 @@ def build_app(
     window_seconds: float | None = None,
     hop_seconds: float = 1.0,
     smoothing: int = 1,
-    silence_threshold_db: float | None = -50.0,
+    silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
     title: str = DEFAULT_TITLE,
     concurrency_limit: int = 2,
     live_time_limit: int | None = 600,

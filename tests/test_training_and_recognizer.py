@@ -184,3 +184,10 @@ def test_whisper_window_is_shortened_consistently(tiny_whisper, corpus, tmp_path
 def test_recognizer_runs_on_the_requested_device(trained):
     recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir, device="cpu")
     assert recognizer.device == torch.device("cpu") and "EmotionRecognizer(" in repr(recognizer)
+
+
+def test_missing_model_is_a_ser_hf_error(tmp_path):
+    with pytest.raises(SerHfError, match="no such model folder"):
+        EmotionRecognizer.from_pretrained(tmp_path / "nowhere" / "model")
+    with pytest.raises(SerHfError, match="could not load the model"):
+        EmotionRecognizer.from_pretrained("nobody-has-this/emotion-model")

@@ -68,7 +68,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     sf.write(
         files["silent_recording"], np.full(5 * RATE, 1e-4, np.float32) * np.sign(np.sin(np.arange(5 * RATE))), RATE
     )
-    sf.write(files["quiet_speech"], synth_clip(4, 7, 1, seconds=5.0) * 10 ** (-45 / 20), RATE)  # about -57 dBFS
+    sf.write(files["quiet_speech"], synth_clip(4, 7, 1, seconds=5.0) * 10 ** (-58 / 20), RATE)  # about -70 dBFS
     files["m4a"].write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
     sf.write(files["nan"], np.array([0.1, np.nan, 0.2] * 1000, np.float32), RATE, subtype="FLOAT")
     sf.write(files["oversize"], (0.1 * np.random.default_rng(0).standard_normal(40 * RATE)).astype(np.float32), RATE)
@@ -97,7 +97,7 @@ def test_long_recording_gets_a_timeline(page, recognizer, media):
 
 
 def test_quiet_speech_is_labelled_with_a_warning(page, recognizer, media):
-    """Every window under the -50 dBFS silence threshold, but well above an empty room: labelled, with a note."""
+    """Every window under the -65 dBFS silence threshold, but above an empty room: labelled, with a note."""
     view = page.analyse(str(media["quiet_speech"]))
     expected = recognizer.predict_timeline(media["quiet_speech"], window_seconds=3.0, silence_threshold_db=None)
     assert not view.error and "very quiet recording" in view.message
@@ -295,7 +295,9 @@ def tab(browser, server):
     """A fresh page on the app that blocks, and records, any request that leaves this machine."""
     context = browser.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 900})
     web = context.new_page()
-    web.outside = []
+    web.outside, web.console = [], []
+    web.on("console", lambda message: web.console.append(f"{message.type}: {message.text}"))
+    web.on("pageerror", lambda error: web.console.append(f"pageerror: {error}"))
 
     def local_only(route):
         url = route.request.url
@@ -327,7 +329,10 @@ def _wait_status(web, text: str, timeout: float = 90_000) -> str:
     except Exception as err:
         ARTIFACTS.mkdir(exist_ok=True)
         web.screenshot(path=str(ARTIFACTS / "web-failure.png"), full_page=True)
-        raise AssertionError(f"waited for {text!r} in the status; it shows {_status(web)!r}") from err
+        console = "\n".join(web.console[-30:])
+        raise AssertionError(
+            f"waited for {text!r} in the status; it shows {_status(web)!r}; the browser console:\n{console}"
+        ) from err
     return _status(web).replace("\\", "")
 
 
@@ -372,9 +377,28 @@ def test_browser_bad_uploads_get_readable_messages(tab, media):
     assert "exceed the maximum allowed size" in toast.inner_text() and "huge.wav" in toast.inner_text()
 
 
+def _start_live_recording(web, attempts: int = 3) -> None:
+    """Start the live microphone and wait until its chunks reach the server.
+
+    Gradio 6's streaming recorder now and then never opens its stream (the status stays at the start
+    event's "Listening…" and no chunk reaches the server; seen in about 1 of 4 full runs of this file).
+    A visitor would reload and press record again; so does this, at most ``attempts`` times.
+    """
+    for attempt in range(1, attempts + 1):
+        web.get_by_role("tab", name="Live microphone").click()
+        web.click("#live-input .record-button")
+        try:
+            _wait_status(web, "Listening: ", timeout=30_000)  # seconds heard: the server has chunks
+            return
+        except AssertionError:
+            if attempt == attempts:
+                raise
+            web.reload()
+            web.wait_for_selector("#audio-input input[type=file]", state="attached", timeout=60_000)
+
+
 def test_browser_live_microphone_updates_while_speaking(tab, recognizer):
-    tab.get_by_role("tab", name="Live microphone").click()
-    tab.click("#live-input .record-button")
+    _start_live_recording(tab)
     live = _wait_status(tab, "now ", timeout=120_000)  # the first window is complete: a result while recording
     assert any(f"now {label}" in live for label in [*recognizer.labels, "silence"]), live
     tab.wait_for_selector("#emotion [data-testid=label-output-value]", timeout=30_000)
