@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,report]"
+	$(BIN)/pip install --quiet -e ".[test,report,export]"
 	touch $@
 
 install: $(BIN)/.installed

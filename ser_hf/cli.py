@@ -6,24 +6,42 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import SerHfError
+from .timeline import SILENCE_THRESHOLD_DB
+
+
+def _print(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .recognizer import EmotionRecognizer
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return EmotionRecognizer.from_pretrained(args.model, device=args.device, num_threads=args.threads)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .recognizer import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
-    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors=args.errors)
+    recognizer = _load(args)
+    if args.timeline:
+        return _predict_timeline(recognizer, args)
+    results = recognizer.predict(
+        list(args.files), batch_size=args.batch_size, errors=args.errors, trim_silence=args.trim_silence
+    )
     failed = 0
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failed += 1
             record = {"file": path, "error": getattr(result, "problem", str(result))}
             record["reason"] = getattr(result, "reason", type(result).__name__)
+            _print(record)
         else:
-            record = {"file": path, **result.to_dict()}
-        print(json.dumps(record), flush=True)
+            _print({"file": path, **result.to_dict()})
     return 1 if failed else 0
 
 
@@ -152,6 +170,69 @@ def _recipe_to_strategy(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _predict_timeline(recognizer: Any, args: argparse.Namespace) -> int:
+    """One JSON line per window of each file, printed as the file is read."""
+    from .errors import AudioError
+
+    failed = 0
+    for path in args.files:
+        try:
+            for segment in recognizer.iter_timeline(
+                path,
+                window_seconds=args.window,
+                hop_seconds=args.hop,
+                smoothing=args.smoothing,
+                silence_threshold_db=args.silence_threshold_db,
+                batch_size=args.batch_size,
+            ):
+                _print({"file": path, **segment.to_dict()})
+        except AudioError as err:
+            failed += 1
+            _print({"file": path, "error": err.problem})
+    return 1 if failed else 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from .live import Microphone, import_sounddevice, listen
+
+    import_sounddevice()  # a missing package is reported before the model loads
+    recognizer = _load(args)
+    with Microphone(args.input_device, sampling_rate=args.sampling_rate) as microphone:
+        print(
+            f"listening to {microphone.describe()} at {microphone.sampling_rate} Hz "
+            f"(window {recognizer._window_seconds(args.window):g} s, hop {args.hop:g} s); Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        segments = listen(
+            recognizer,
+            microphone.chunks(args.duration),
+            sampling_rate=microphone.sampling_rate,
+            window_seconds=args.window,
+            hop_seconds=args.hop,
+            silence_threshold_db=args.silence_threshold_db,
+        )
+        try:
+            for segment in segments:
+                _print(segment.to_dict())
+        except KeyboardInterrupt:
+            pass
+        if microphone.overflows:
+            print(f"warning: {microphone.overflows} input overflows (audio was lost)", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device="cpu")
+    quantize = None if args.quantize == "none" else args.quantize
+    folder = recognizer.export_onnx(args.onnx, quantize=quantize)
+    info = json.loads((folder / "onnx_export.json").read_text())
+    _print({"onnx": str(folder), **info})
+    return 0
+
+
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if any(a.startswith(("--strategy", "--recipe")) for a in rest):
         return _train_with_strategy(rest)
@@ -161,6 +242,26 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     outcome = run_training(model_args, data_args, training_args)
     print(json.dumps(outcome.test_metrics, indent=2))
     return 0
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Saved model folder (PyTorch or exported ONNX) or Hub id.")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (PyTorch and ONNX Runtime).")
+
+
+def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window", type=float, default=None, help="Window (s; default 3, or the model's window if shorter)."
+    )
+    parser.add_argument("--hop", type=float, default=1.0, help="Hop between windows (s).")
+    parser.add_argument(
+        "--silence-threshold-db",
+        "--silence_threshold_db",
+        type=float,
+        default=SILENCE_THRESHOLD_DB,
+        help="Windows quieter than this (dBFS) are marked silent.",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -174,11 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-hf", description="Speech emotion recognition with transformers.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="Recognise the emotion in audio files (one JSON line each).")
+    predict = commands.add_parser(
+        "predict", help="Recognise the emotion in audio files (one JSON line each, or per window with --timeline)."
+    )
     predict.add_argument("files", nargs="+", help="Audio files (wav, flac, ogg, ...).")
-    predict.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
+    _model_options(predict)
     predict.add_argument("--batch-size", "--batch_size", type=int, default=8)
-    predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
     predict.add_argument(
         "--errors",
         choices=["return", "raise"],
@@ -186,6 +288,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="An unusable file: 'return' prints an error line for it and goes on (exit 1 at the end); "
         "'raise' stops before predicting anything (exit 2).",
     )
+
+    predict.add_argument(
+        "--trim-silence",
+        "--trim_silence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Cut leading/trailing silence first (default: the recognizer's setting).",
+    )
+    predict.add_argument(
+        "--timeline", action="store_true", help="Emotion over time: one JSON line per window (files of any length)."
+    )
+    _window_options(predict)
+    predict.add_argument("--smoothing", type=int, default=1, help="Average over this many neighbouring windows.")
+
+    listen = commands.add_parser("listen", help="Recognise emotion live from the microphone (needs ser-hf[live]).")
+    _model_options(listen)
+    _window_options(listen)
+    listen.add_argument("--input-device", "--input_device", default=None, help="sounddevice input index or name.")
+    listen.add_argument("--sampling-rate", "--sampling_rate", type=int, default=None, help="Recording rate (Hz).")
+    listen.add_argument("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
+
+    export = commands.add_parser("export", help="Export a model for CPU serving with ONNX Runtime (ser-hf[export]).")
+    export.add_argument("--model", required=True, help="Saved PyTorch model folder or Hub id.")
+    export.add_argument("--onnx", required=True, metavar="OUT_DIR", help="Folder to write the ONNX model to.")
+    export.add_argument("--quantize", choices=["none", "int8"], default="none", help="Dynamic int8 quantization.")
 
     serve = commands.add_parser("serve", help="Serve a web page: upload or record speech, see the emotion live.")
     serve.add_argument("--model", required=True, help="Saved model folder or Hub model id.")
@@ -232,9 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "evaluate":
         argv = ["evaluate", *_recipe_to_strategy(argv[1:])]
     args = parser.parse_args(argv)
+    handlers = {"predict": _predict, "evaluate": _evaluate, "listen": _listen, "export": _export, "serve": _serve}
     try:
-        commands = {"evaluate": _evaluate, "serve": _serve}
-        return commands.get(args.command, _predict)(args)
+        return handlers[args.command](args)
     except SerHfError as err:
         print(f"ser-hf: error: {err}", file=sys.stderr)
         return 2

@@ -367,7 +367,7 @@ def train_and_save(
     speakers, scores the test speakers (if any) and saves the model (``config.json``, weights, feature
     extractor, ``test_report.json``) so `EmotionRecognizer` and `pipeline` load it unchanged.
     """
-    from .recognizer import EmotionRecognizer
+    from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
 
     available = strategies()
     if strategy not in available:
@@ -391,7 +391,10 @@ def train_and_save(
     if len(test_rows):
         references = np.asarray(prepared.dataset.select(test_rows)["label"])
         scores = score(np.asarray(outcome.logits).argmax(-1), references, prepared.label_names)
-    recognizer = EmotionRecognizer(runner.export(prepared, outcome.model), prepared.feature_extractor, device="cpu")
+    model = runner.export(prepared, outcome.model)
+    # predict trims silence by default exactly when the model was trained on trimmed clips
+    setattr(model.config, TRIM_SILENCE_CONFIG_KEY, bool(getattr(runner, "trim_silence", False)))
+    recognizer = EmotionRecognizer(model, prepared.feature_extractor, device="cpu")
     output_dir = Path(output_dir)
     recognizer.save_pretrained(output_dir)
     report = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,18 @@ from . import audio
 from .atomic import atomic_directory, recover
 from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
+from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
 from .features import AudioCollator, min_input_samples, window_samples
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
-from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, timeline
+from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, iter_smooth, iter_timeline
 
 logger = logging.getLogger(__name__)
 
 #: Default timeline/stream window (seconds), capped by a fixed-window model's own window.
 DEFAULT_WINDOW_SECONDS = 3.0
+#: Config attribute recording whether the model was trained on silence-trimmed clips.
+TRIM_SILENCE_CONFIG_KEY = "ser_hf_trim_silence"
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,26 @@ class EmotionRecognizer:
     Prediction(label='angry', score=0.91)
     """
 
-    def __init__(self, model: PreTrainedModel, feature_extractor: Any, *, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel | OnnxAudioClassifier,
+        feature_extractor: Any,
+        *,
+        device: str | torch.device | None = None,
+        trim_silence: bool | None = None,
+    ):
         self.labels: list[str] = check_id2label(model.config.id2label, source=f"{type(model).__name__} config")
-        self.device = torch.device(device) if device is not None else _default_device()
+        if isinstance(model, OnnxAudioClassifier):
+            self.device = torch.device("cpu")  # ONNX Runtime's CPU provider
+        else:
+            self.device = torch.device(device) if device is not None else _default_device()
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
+        #: Default of `predict`'s ``trim_silence`` (cut leading/trailing silence first); unless given, what the
+        #: model was trained with (``config.ser_hf_trim_silence``, written by ser-hf's training), else False.
+        self.trim_silence = bool(
+            getattr(model.config, TRIM_SILENCE_CONFIG_KEY, False) if trim_silence is None else trim_silence
+        )
         self.model_card: Any = None
         self._collator = AudioCollator(feature_extractor, min_samples=min_input_samples(model.config))
 
@@ -75,11 +93,19 @@ class EmotionRecognizer:
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
+        num_threads: int | None = None,
     ) -> EmotionRecognizer:
-        """Load a saved folder or a Hub model id (any transformers audio-classification checkpoint)."""
+        """Load a saved folder or a Hub model id (any transformers audio-classification checkpoint).
+
+        A folder written by `export_onnx` loads as an ONNX Runtime model (CPU; ``num_threads`` intra-op
+        threads, default torch's) behind the same API.
+        """
         path = Path(model_name_or_path)
         if not path.exists() and recover(path, clean=False):
             logger.warning("%s: put back the model that an interrupted save had moved aside", path)
+        if path.is_dir() and is_onnx_folder(path):
+            feature_extractor = AutoFeatureExtractor.from_pretrained(str(path))
+            return cls(OnnxAudioClassifier(path, num_threads=num_threads), feature_extractor)
         if path.is_dir() and not (path / "config.json").exists():
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
             problem = "holds weights but no config.json (an interrupted save?)" if partial else "has no config.json"
@@ -107,6 +133,11 @@ class EmotionRecognizer:
     @property
     def sampling_rate(self) -> int:
         return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"`` for an exported model, else ``"pytorch"``."""
+        return "onnxruntime" if isinstance(self.model, OnnxAudioClassifier) else "pytorch"
 
     @property
     def window_seconds(self) -> float | None:
@@ -173,14 +204,17 @@ class EmotionRecognizer:
         sampling_rate: int | None = None,
         batch_size: int = 8,
         errors: str = "raise",
+        trim_silence: bool | None = None,
     ) -> Prediction | list[Prediction | AudioError]:
         """Recognise the emotion in one clip or a list of clips.
 
         Inputs are file paths, bytes, file objects, 1-D arrays (at ``sampling_rate``, default the
         model's), or ``{"array", "sampling_rate"}`` dicts. A single input gives a `Prediction`, a list
         gives a list. With ``errors="return"`` an unusable item gives its `AudioError` in place of a
-        prediction instead of raising.
+        prediction instead of raising. ``trim_silence`` (default: the recognizer's ``trim_silence``)
+        cuts leading and trailing silence first (`ser_hf.audio.trim_silence`): less audio to run.
         """
+        trim = self.trim_silence if trim_silence is None else trim_silence
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
         single = _is_single_input(inputs)
@@ -198,6 +232,8 @@ class EmotionRecognizer:
                         raise type(err)(err.source, f"{err.problem} (item {i} of the batch)") from err
                     raise
                 failures[i] = err
+        if trim:
+            waveforms = {i: audio.trim_silence(w, self.sampling_rate) for i, w in waveforms.items()}
         self._warn_if_truncated(waveforms.values())
         keys = list(waveforms)
         predicted = dict(zip(keys, self.predict_waveforms([waveforms[k] for k in keys], batch_size=batch_size)))
@@ -237,15 +273,37 @@ class EmotionRecognizer:
         windows quieter than ``silence_threshold_db`` dBFS are marked silent instead of labelled.
         ``source`` is a path, bytes, or an iterable of sample chunks at the model's rate.
         """
-        return timeline(
+        return list(
+            self.iter_timeline(
+                source,
+                window_seconds=window_seconds,
+                hop_seconds=hop_seconds,
+                smoothing=smoothing,
+                silence_threshold_db=silence_threshold_db,
+                batch_size=batch_size,
+            )
+        )
+
+    def iter_timeline(
+        self,
+        source: str | os.PathLike | Any,
+        *,
+        window_seconds: float | None = None,
+        hop_seconds: float = 1.0,
+        smoothing: int = 1,
+        silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
+        batch_size: int = 8,
+    ) -> Iterator[Segment]:
+        """`predict_timeline` as a generator: each segment as soon as it (and its smoothing neighbours) is known."""
+        segments = iter_timeline(
             self,
             source,
             window_seconds=self._window_seconds(window_seconds),
             hop_seconds=hop_seconds,
-            smoothing=smoothing,
             silence_threshold_db=silence_threshold_db,
             batch_size=batch_size,
         )
+        return iter_smooth(segments, smoothing)
 
     def stream(
         self,
@@ -265,6 +323,12 @@ class EmotionRecognizer:
         )
 
     # ------------------------------------------------------------ saving/sharing
+    def export_onnx(self, output_dir: str | os.PathLike, *, quantize: str | None = None) -> Path:
+        """Export to an ONNX folder (``quantize="int8"``: dynamic int8) that `from_pretrained` loads back."""
+        if isinstance(self.model, OnnxAudioClassifier):
+            raise SerHfError(f"{self.model.folder}: already an ONNX model; export from the PyTorch model")
+        return export_onnx(self.model, self.feature_extractor, output_dir, quantize=quantize)
+
     def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: dict[str, Any] | None = None) -> Path:
         """Save model (safetensors), config with id2label, feature extractor and model card, atomically.
 
@@ -313,5 +377,5 @@ class EmotionRecognizer:
     def __repr__(self) -> str:
         return (
             f"EmotionRecognizer(model={type(self.model).__name__}, labels={self.labels}, "
-            f"sampling_rate={self.sampling_rate}, device={self.device})"
+            f"sampling_rate={self.sampling_rate}, device={self.device}, backend={self.backend})"
         )

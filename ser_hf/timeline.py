@@ -9,6 +9,7 @@ probabilities across neighbouring windows.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -156,23 +157,42 @@ class EmotionStream:
         return segments
 
 
-def smooth(segments: Sequence[Segment], width: int) -> list[Segment]:
-    """Average each voiced segment's probabilities with its ``width`` neighbours (centred; silence skipped)."""
+def _smoothed(segment: Segment, around: Sequence[Segment]) -> Segment:
+    if segment.silent:
+        return segment
+    voiced = [s for s in around if not s.silent]
+    labels = list(segment.scores)
+    mean = np.mean([[s.scores[label] for label in labels] for s in voiced], axis=0)
+    top = int(np.argmax(mean))
+    scores = {label: float(v) for label, v in zip(labels, mean)}
+    return replace(segment, label=labels[top], score=float(mean[top]), scores=scores)
+
+
+def iter_smooth(segments: Iterable[Segment], width: int) -> Iterator[Segment]:
+    """`smooth` over a stream: each segment comes out once the ``width // 2`` after it have arrived."""
     if width <= 1:
-        return list(segments)
+        yield from segments
+        return
     half = width // 2
-    out = []
-    for i, segment in enumerate(segments):
-        if segment.silent:
-            out.append(segment)
-            continue
-        around = [s for s in segments[max(0, i - half) : i + half + 1] if not s.silent]
-        labels = list(segment.scores)
-        mean = np.mean([[s.scores[label] for label in labels] for s in around], axis=0)
-        top = int(np.argmax(mean))
-        scores = {label: float(v) for label, v in zip(labels, mean)}
-        out.append(replace(segment, label=labels[top], score=float(mean[top]), scores=scores))
-    return out
+    recent: deque[Segment] = deque()  # the segments from index `next_out - half` on
+    first = 0  # index of recent[0]
+    next_out = 0
+    for index, segment in enumerate(segments):
+        recent.append(segment)
+        while next_out + half <= index:
+            yield _smoothed(recent[next_out - first], list(recent)[max(0, next_out - half - first) :])
+            next_out += 1
+            while first < next_out - half:
+                recent.popleft()
+                first += 1
+    while next_out < first + len(recent):
+        yield _smoothed(recent[next_out - first], list(recent)[max(0, next_out - half - first) :])
+        next_out += 1
+
+
+def smooth(segments: Sequence[Segment], width: int) -> list[Segment]:
+    """Average each voiced segment's probabilities with its ``width // 2`` neighbours on each side (silence skipped)."""
+    return list(iter_smooth(segments, width))
 
 
 def iter_timeline(
@@ -214,7 +234,7 @@ def timeline(
     batch_size: int = 8,
 ) -> list[Segment]:
     """All segments of a recording, optionally smoothed over ``smoothing`` neighbouring windows."""
-    segments = list(
+    segments = iter_smooth(
         iter_timeline(
             recognizer,
             source,
@@ -222,6 +242,7 @@ def timeline(
             hop_seconds=hop_seconds,
             silence_threshold_db=silence_threshold_db,
             batch_size=batch_size,
-        )
+        ),
+        smoothing,
     )
-    return smooth(segments, smoothing)
+    return list(segments)

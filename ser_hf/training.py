@@ -39,7 +39,7 @@ from .hardware import bf16_supported
 from .hub import defer_trainer_pushes, push_trained_model
 from .model_card import ModelCardCallback, ModelCardFacts, build_model_card
 from .modeling import freeze, is_whisper, load_backbone, shorten_whisper_window, whisper_window_seconds
-from .recognizer import EmotionRecognizer
+from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
 from .splits import random_split, split_by_speaker
 
 logger = logging.getLogger(__name__)
@@ -386,6 +386,8 @@ def run_training(
         lower_layers=model_args.freeze_layers,
     )
     resolve_bf16(training_args, model)
+    # Inference trims silence by default exactly when training did (EmotionRecognizer.trim_silence).
+    setattr(model.config, TRIM_SILENCE_CONFIG_KEY, bool(data_args.trim_silence))
     rate = int(feature_extractor.sampling_rate)
 
     with training_args.main_process_first(desc="decoding audio"):

@@ -1,13 +1,17 @@
 """Emotion over time: long files read in blocks, live streams, silence and smoothing."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
 from conftest import RATE, synth_clip
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ser_hf import EmotionRecognizer, Segment
-from ser_hf.timeline import SILENCE, smooth
+from ser_hf import EmotionRecognizer, Segment, audio
+from ser_hf.timeline import SILENCE, iter_smooth, smooth
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +95,63 @@ def test_stream_refuses_nan(recognizer):
 
     with pytest.raises(InvalidSamplesError, match="NaN"):
         recognizer.stream().push(np.array([0.1, np.nan], np.float32))
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), min_size=0, max_size=12),
+    st.integers(1, 6),
+)
+def test_streamed_smoothing_equals_the_definition(values, width):
+    def seg(t, p):
+        if p is None:
+            return Segment(t, t + 1, SILENCE, 0.0, {}, silent=True)
+        return Segment(t, t + 1, "a" if p >= 0.5 else "b", max(p, 1 - p), {"a": p, "b": 1 - p})
+
+    raw = [seg(t, p) for t, p in enumerate(values)]
+    got = list(iter_smooth(iter(raw), width))
+    half = width // 2 if width > 1 else 0
+    assert len(got) == len(raw)
+    for i, (segment, out) in enumerate(zip(raw, got)):
+        if segment.silent:
+            assert out == segment
+            continue
+        around = [s.scores["a"] for s in raw[max(0, i - half) : i + half + 1] if not s.silent]
+        assert out.scores["a"] == pytest.approx(np.mean(around))
+        assert out.start == segment.start
+
+
+def test_cli_timeline_prints_the_segments(trained, recognizer, recording, capsys):
+    from ser_hf.cli import main
+
+    model = trained.trainer.args.output_dir
+    args = ["predict", "--model", model, "--timeline", str(recording), "--window", "1", "--hop", "0.5"]
+    assert main([*args, "--smoothing", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5, smoothing=3)
+    assert [line["file"] for line in lines] == [str(recording)] * len(expected)
+    assert [(line["start"], line["label"], line["silent"]) for line in lines] == [
+        (round(s.start, 3), s.label, s.silent) for s in expected
+    ]
+
+
+def test_trimming_silence_before_predicting(recognizer):
+    clip = synth_clip(5, 7, 1, seconds=1.0)
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(RATE).astype(np.float32)
+    padded = np.concatenate([quiet, clip, quiet])
+    trimmed = audio.trim_silence(padded, RATE)
+    assert trimmed.size < padded.size
+    assert recognizer.predict(padded, trim_silence=True).scores == recognizer.predict(trimmed).scores
+    assert recognizer.predict(padded).scores != recognizer.predict(trimmed).scores
+    # The default follows the training data: trimmed when the model was trained on trimmed clips.
+    assert recognizer.model.config.ser_hf_trim_silence is False and not recognizer.trim_silence
+    recognizer.model.config.ser_hf_trim_silence = True
+    try:
+        trimming = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
+        assert trimming.trim_silence
+        assert trimming.predict(padded).scores == recognizer.predict(trimmed).scores
+        assert trimming.predict(padded, trim_silence=False).scores == recognizer.predict(padded).scores
+    finally:
+        recognizer.model.config.ser_hf_trim_silence = False
 
 
 def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording, tmp_path):
