@@ -140,18 +140,23 @@ def test_trimming_silence_before_predicting(recognizer):
     padded = np.concatenate([quiet, clip, quiet])
     trimmed = audio.trim_silence(padded, RATE)
     assert trimmed.size < padded.size
-    assert recognizer.predict(padded, trim_silence=True).scores == recognizer.predict(trimmed).scores
-    assert recognizer.predict(padded).scores != recognizer.predict(trimmed).scores
+    exact = recognizer.predict(trimmed, trim_silence=False).scores
+    assert recognizer.predict(padded, trim_silence=True).scores == exact
+    assert recognizer.predict(padded, trim_silence=False).scores != exact
     # The default follows the training data: trimmed when the model was trained on trimmed clips.
-    assert recognizer.model.config.ser_hf_trim_silence is False and not recognizer.trim_silence
+    assert recognizer.model.config.ser_hf_trim_silence is True and recognizer.trim_silence  # ser-hf's default
+    recognizer.model.config.ser_hf_trim_silence = False
+    untrimmed = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
+    assert not untrimmed.trim_silence
+    assert untrimmed.predict(padded).scores != exact
     recognizer.model.config.ser_hf_trim_silence = True
     try:
         trimming = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
         assert trimming.trim_silence
-        assert trimming.predict(padded).scores == recognizer.predict(trimmed).scores
-        assert trimming.predict(padded, trim_silence=False).scores == recognizer.predict(padded).scores
+        assert trimming.predict(padded).scores == exact
+        assert trimming.predict(padded, trim_silence=False).scores == untrimmed.predict(padded).scores
     finally:
-        recognizer.model.config.ser_hf_trim_silence = False
+        recognizer.model.config.ser_hf_trim_silence = True
 
 
 def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording, tmp_path):
