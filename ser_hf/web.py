@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +53,8 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 #: this is taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
 QUIET_FLOOR_DB = -75.0
 TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score"]
+#: Microphone chunks arriving within this many seconds of a stop are the finished recording's tail.
+LIVE_TAIL_SECONDS = 2.0
 
 
 def _escape_markdown(text: str) -> str:
@@ -96,6 +100,10 @@ class LiveSession:
     sampling_rate: int
     segments: list[Segment] = field(default_factory=list)
     seconds: float = 0.0
+    #: When the visitor pressed stop (``time.monotonic()``); ``None`` while recording.
+    stopped_at: float | None = None
+    #: Held while a chunk or the stop is processed, so a stop never interleaves with a chunk.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class EmotionPage:
@@ -125,6 +133,7 @@ class EmotionPage:
         self.hop_seconds = hop_seconds
         self.smoothing = smoothing
         self.silence_threshold_db = silence_threshold_db
+        self.live_tail_seconds = LIVE_TAIL_SECONDS
 
     @property
     def max_upload_bytes(self) -> int:
@@ -228,10 +237,27 @@ class EmotionPage:
         return f"⚠️ {shown}: {problem}."
 
     # ------------------------------------------------------------ live stream
-    def live_chunk(self, session: LiveSession | None, chunk: Any) -> tuple[LiveSession | None, PageView]:
-        """One microphone chunk (``(sampling_rate, samples)``, int16 or float) → the session and the view."""
+    def live_chunk(self, session: LiveSession | None, chunk: Any) -> tuple[LiveSession | None, PageView | None]:
+        """One microphone chunk (``(sampling_rate, samples)``, int16 or float) → the session and the view.
+
+        The browser sends the recorder's last buffered audio after the stop; a chunk that arrives within
+        ``live_tail_seconds`` of a stop belongs to the finished recording and gives no view (``None``: keep
+        the summary on screen). A later chunk starts a new recording.
+        """
         if chunk is None:
             return session, PageView("🎙️ Listening…")
+        if session is not None and session.stopped_at is not None:
+            if time.monotonic() - session.stopped_at < self.live_tail_seconds:
+                return session, None
+            session = None
+        if session is None:
+            return self._live_chunk(None, chunk)
+        with session.lock:
+            if session.stopped_at is not None:  # stopped while this chunk waited
+                return session, None
+            return self._live_chunk(session, chunk)
+
+    def _live_chunk(self, session: LiveSession | None, chunk: Any) -> tuple[LiveSession | None, PageView]:
         try:
             rate, samples = _chunk_samples(chunk)
             if session is None or session.sampling_rate != rate:
@@ -271,10 +297,12 @@ class EmotionPage:
                 "⚠️ The recording is empty: no audio reached the server. Check the microphone and try again.",
                 error=True,
             )
-        try:
-            session.segments.extend(session.stream.flush())
-        except Exception:
-            logger.exception("closing the live stream failed")
+        with session.lock:
+            session.stopped_at = time.monotonic()
+            try:
+                session.segments.extend(session.stream.flush())
+            except Exception:
+                logger.exception("closing the live stream failed")
         return self._summary(f"Recording ({session.seconds:.1f} s)", list(session.segments))
 
 
@@ -360,10 +388,12 @@ def build_app(
 
     def live_chunk(chunk: Any, session: LiveSession | None) -> tuple[Any, ...]:
         session, view = page.live_chunk(session, chunk)
+        if view is None:  # the tail of a stopped recording: leave its summary on screen
+            return (session, gr.skip(), gr.skip(), gr.skip(), gr.skip())
         return (session, *show(view))
 
     def live_stop(session: LiveSession | None) -> tuple[Any, ...]:
-        return (None, *show(page.live_stop(session)))
+        return (session, *show(page.live_stop(session)))  # the stopped session: late chunks are recognised
 
     labels = ", ".join(recognizer.labels)
     # uploads and recordings are deleted from the server an hour after they arrive
@@ -403,7 +433,8 @@ def build_app(
         audio_in.upload(**analysis, api_name="analyse", concurrency_limit=concurrency_limit)
         audio_in.stop_recording(**analysis, api_name="analyse_recording", concurrency_limit=concurrency_limit)
         audio_in.clear(lambda: show(PageView("Upload a file or record from the microphone.")), None, outputs)
-        # the session is reset when a recording stops, so a late start event cannot drop the first chunks
+        # the start event leaves the session alone (a late start must not drop the first chunks); a stopped
+        # session is replaced by the first chunk after its tail (EmotionPage.live_chunk)
         live_in.start_recording(live_start, None, outputs, api_visibility="private")
         live_in.stream(
             live_chunk,

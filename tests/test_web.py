@@ -172,6 +172,25 @@ def test_live_sessions_are_separate_and_match_the_stream(page, recognizer):
         assert "Recording" in session_end.message and not session_end.error
 
 
+def test_chunks_after_stop_keep_the_summary_then_start_a_new_recording(page):
+    """The browser sends its last buffered audio after the stop: it must not replace the summary."""
+    chunks = _mic_chunks(synth_clip(5, 7, 1, seconds=4.0), 48_000, [4800] * 40)
+    session = None
+    for chunk in chunks[:-2]:
+        session, _ = page.live_chunk(session, chunk)
+    summary = page.live_stop(session)
+    assert "Recording (" in summary.message and session.stopped_at is not None
+    seconds, segments = session.seconds, list(session.segments)
+    late, view = page.live_chunk(session, chunks[-2])
+    assert view is None and late is session and (session.seconds, session.segments) == (seconds, segments)
+    page.live_tail_seconds = 0.0  # later chunks are a new recording
+    try:
+        fresh, view = page.live_chunk(session, chunks[-1])
+    finally:
+        page.live_tail_seconds = 2.0
+    assert fresh is not session and fresh.seconds == pytest.approx(0.1) and "Listening: 0.1 s" in view.message
+
+
 def test_live_view_while_speaking_shows_the_latest_window(page):
     session, view = None, None
     for chunk in _mic_chunks(synth_clip(5, 7, 1, seconds=3.2), 16_000, [1600] * 40):
