@@ -45,7 +45,10 @@ class Prediction:
 
 
 def _is_single_input(inputs: Any) -> bool:
-    return not isinstance(inputs, (list, tuple))
+    """One input, or a batch: a list, tuple or other sequence (e.g. a `datasets` column) of inputs."""
+    if isinstance(inputs, (str, bytes, bytearray, memoryview)):
+        return True
+    return not isinstance(inputs, Sequence)
 
 
 def _default_device() -> torch.device:

@@ -40,7 +40,7 @@ def test_output_dir_holds_the_best_model(trained):
     assert state.best_metric is not None and state.best_model_checkpoint is not None
 
 
-def test_predict_single_and_batch(trained, clip_path, tmp_path):
+def test_predict_single_and_batch(trained, corpus, clip_path, tmp_path):
     recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
     single = recognizer.predict(str(clip_path))
     assert isinstance(single, Prediction)
@@ -54,6 +54,9 @@ def test_predict_single_and_batch(trained, clip_path, tmp_path):
     assert batch[2].label == batch[3].label
     # Batching never changes the order of results.
     assert batch[0].label == single.label and batch[0].score == pytest.approx(single.score, abs=1e-4)
+    # A `datasets` column of paths is a batch too.
+    column = corpus.select(range(3))["path"]
+    assert [p.label for p in recognizer.predict(column)] == [recognizer.predict(path).label for path in column]
 
 
 def test_save_load_gives_identical_predictions(trained, tmp_path, clip_path):
