@@ -129,7 +129,8 @@ class DataArguments:
         default=True,
         metadata={
             "help": "Trim leading and trailing silence (recorded in the model's config, so prediction trims too). "
-            "On by default: on real RAVDESS it cost no UA and trains wav2vec2-base 1.4x faster."
+            "On by default: on real RAVDESS it cost no UA (Whisper tiny.en, 2 epochs) and trained a "
+            "wav2vec2-base-sized model 1.4x faster (bench/train_speed.py)."
         },
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for decoding."})
