@@ -42,6 +42,7 @@ from torch import nn
 
 from .evaluation import unweighted_average_recall
 from .features import AudioCollator, min_input_samples
+from .hardware import default_device
 from .modeling import WHISPER_POSITIONS_PER_SECOND, is_whisper
 
 logger = logging.getLogger(__name__)
@@ -93,13 +94,14 @@ def _pool_batch(
     batch: dict[str, list[Any]], model: nn.Module, collator: AudioCollator, keep_layer: int | None
 ) -> dict[str, list[Any]]:
     waveforms = [np.asarray(w, dtype=np.float32) for w in batch["waveform"]]
-    inputs = collator.encode(waveforms)
+    device = next(model.parameters()).device
+    inputs = {name: tensor.to(device) for name, tensor in collator.encode(waveforms).items()}
     outputs = encoder_of(model)(**inputs, output_hidden_states=True)
-    hidden = torch.stack(outputs.hidden_states, dim=1)  # (batch, layers + 1, positions, hidden)
+    hidden = torch.stack(outputs.hidden_states, dim=1).cpu()  # (batch, layers + 1, positions, hidden)
     positions = hidden.shape[2]
     window, speech = [], []
     if "attention_mask" in inputs and not is_whisper(model):
-        mask = model._get_feature_vector_attention_mask(positions, inputs["attention_mask"])
+        mask = model._get_feature_vector_attention_mask(positions, inputs["attention_mask"]).cpu()
     else:
         mask = None
     for i, wave in enumerate(waveforms):
@@ -137,6 +139,7 @@ def layer_features(
     batch_size: int = 16,
     cache_dir: str | os.PathLike | None = None,
     keep_layer: int | None = None,
+    device: str | torch.device | None = None,
 ) -> Dataset:
     """Add ``pooled_window`` and ``pooled_speech`` (``(layers + 1, hidden)`` float32 per clip) to ``decoded``.
 
@@ -146,7 +149,8 @@ def layer_features(
     ``pooled_window`` is pooled the way the standard head pools at inference (clip by clip), and
     ``pooled_speech`` over the clip's own frames only. With ``keep_layer=k`` (fixed-window models), the
     hidden state ``k`` (the input of encoder layer ``k``) is kept whole as ``hidden_state``
-    ``(positions, hidden)``, for fine-tuning the layers above it (`ser_hf.recipe`).
+    ``(positions, hidden)``, for fine-tuning the layers above it (`ser_hf.recipe`). The encoder runs on
+    ``device`` (default: the GPU when there is one) and the model is back on the CPU afterwards.
     """
     model.eval()
     key = Hasher.hash((FEATURES_VERSION, audio_key, encoder_fingerprint(model, feature_extractor), keep_layer))
@@ -170,17 +174,20 @@ def layer_features(
             raise ValueError("keep_layer needs a fixed-window encoder (Whisper): other encoders' lengths vary")
         positions = int(model.config.max_source_positions)
         features["hidden_state"] = datasets.Array2D(shape=(positions, hidden), dtype="float32")
-    pooled = decoded.select_columns(["waveform"]).map(
-        _pool_batch,
-        batched=True,
-        batch_size=1 if alone else batch_size,
-        fn_kwargs={"model": model, "collator": collator, "keep_layer": keep_layer},
-        remove_columns=["waveform"],
-        features=features,
-        cache_file_name=str(cache_file),
-        new_fingerprint=cache_file.stem,
-        desc="Encoding (all layers, once)",
-    )
+    try:
+        pooled = decoded.select_columns(["waveform"]).map(
+            _pool_batch,
+            batched=True,
+            batch_size=1 if alone else batch_size,
+            fn_kwargs={"model": model.to(device or default_device()), "collator": collator, "keep_layer": keep_layer},
+            remove_columns=["waveform"],
+            features=features,
+            cache_file_name=str(cache_file),
+            new_fingerprint=cache_file.stem,
+            desc="Encoding (all layers, once)",
+        )
+    finally:
+        model.to("cpu")
     return datasets.concatenate_datasets([decoded, pooled], axis=1)
 
 
@@ -495,6 +502,7 @@ class FrozenStrategy:
         cache_dir: str | os.PathLike | None = None,
         decode_cache_dir: str | os.PathLike | None = None,
         num_proc: int | None = None,
+        device: str | None = None,
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
@@ -505,6 +513,7 @@ class FrozenStrategy:
             raise ValueError(f"selection must be 'refit' or 'best_epoch', not {selection!r}")
         self.selection, self.epoch_grid, self.batch_size = selection, tuple(int(e) for e in epoch_grid), batch_size
         self.cache_dir, self.decode_cache_dir, self.num_proc = cache_dir, decode_cache_dir, num_proc
+        self.device = device
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -529,7 +538,13 @@ class FrozenStrategy:
         if is_whisper(model):
             self.window_seconds = int(extractor.chunk_length)
         encoded = layer_features(
-            decoded, model, extractor, audio_key=audio_key, batch_size=self.batch_size, cache_dir=self.cache_dir
+            decoded,
+            model,
+            extractor,
+            audio_key=audio_key,
+            batch_size=self.batch_size,
+            cache_dir=self.cache_dir,
+            device=self.device,
         )
         return PreparedCorpus(
             dataset=encoded,

@@ -38,6 +38,11 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BF16_CPU_FLAGS)
 
 
+def default_device() -> torch.device:
+    """Where ser-hf computes by default: the CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def bf16_supported(device: str | torch.device | None = None) -> bool:
     """Whether bf16 autocast runs natively on ``device`` (default: CUDA when available, else the CPU)."""
     kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")

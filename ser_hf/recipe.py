@@ -44,6 +44,7 @@ from .frozen import (
     train_head,
     warmup_cosine,
 )
+from .hardware import default_device
 from .modeling import is_whisper
 
 logger = logging.getLogger(__name__)
@@ -140,12 +141,14 @@ def _parameter_groups(top: TopLayersClassifier, config: RecipeConfig) -> list[di
 def predict_top(
     top: TopLayersClassifier, hidden: np.ndarray, pooled_lower: np.ndarray, batch_size: int = 32
 ) -> np.ndarray:
+    """Logits of ``top`` (computed on the device its parameters are on) for cached inputs."""
     top.eval()
+    device = next(top.parameters()).device
     out = []
     for i in range(0, len(hidden), batch_size):
-        h = torch.as_tensor(np.asarray(hidden[i : i + batch_size]), dtype=torch.float32)
-        p = torch.as_tensor(np.asarray(pooled_lower[i : i + batch_size]), dtype=torch.float32)
-        out.append(top(h, p).float())
+        h = torch.as_tensor(np.asarray(hidden[i : i + batch_size]), dtype=torch.float32, device=device)
+        p = torch.as_tensor(np.asarray(pooled_lower[i : i + batch_size]), dtype=torch.float32, device=device)
+        out.append(top(h, p).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -168,12 +171,15 @@ def fine_tune_top(
     config: RecipeConfig,
     *,
     progress: Any = None,
+    device: str | torch.device | None = None,
 ) -> RecipeFit:
     """Linear probe on ``pooled`` then fine-tune the top layers on the cached ``hidden`` states.
 
     ``hidden`` is indexable by row (a numpy-formatted `datasets` column or an array) with each clip's
-    input of the first trainable layer; ``pooled`` holds every clip's pooled layer matrix.
+    input of the first trainable layer; ``pooled`` holds every clip's pooled layer matrix. The layers
+    train on ``device`` (default: the GPU when there is one); the returned model is on the CPU.
     """
+    device = torch.device(device) if device is not None else default_device()
     k = len(model.encoder.layers) - config.trainable_layers
     if not 0 <= k < len(model.encoder.layers):
         raise ValueError(f"trainable_layers must be 1..{len(model.encoder.layers)}, not {config.trainable_layers}")
@@ -185,7 +191,7 @@ def fine_tune_top(
         valid_x=pooled[valid_rows] if len(valid_rows) else None,
         valid_y=labels[valid_rows] if len(valid_rows) else None,
     )
-    top = TopLayersClassifier(model, k, probe.head)
+    top = TopLayersClassifier(model, k, probe.head).to(device)
     _set_dropout(top, config.dropout)
     for parameter in top.parameters():
         parameter.requires_grad_(True)
@@ -195,7 +201,8 @@ def fine_tune_top(
     steps = math.ceil(len(fit_rows) / config.batch_size) * config.epochs
     schedule = warmup_cosine(optimizer, steps, config.warmup_fraction)
     counts = np.bincount(labels[fit_rows], minlength=num_labels).astype(np.float32)
-    weights = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / num_labels) if config.class_weighted else None
+    weights = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / num_labels, device=device)
+    weights = weights if config.class_weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     lower = pooled[:, :k]
 
@@ -215,10 +222,10 @@ def fine_tune_top(
         for start in range(0, len(order), config.batch_size):
             rows = np.sort(fit_rows[order[start : start + config.batch_size]])
             h = torch.as_tensor(hidden_rows(hidden, rows), dtype=torch.float32)
-            h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator)
-            p = torch.as_tensor(lower[rows], dtype=torch.float32)
-            y = torch.as_tensor(labels[rows], dtype=torch.long)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator).to(device)
+            p = torch.as_tensor(lower[rows], dtype=torch.float32, device=device)
+            y = torch.as_tensor(labels[rows], dtype=torch.long, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 logits = top(h, p)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad()
@@ -237,7 +244,7 @@ def fine_tune_top(
         top.load_state_dict(best_state)
     else:
         best_epoch = config.epochs
-    top.eval()
+    top.eval().to("cpu")
     probe_ua = max(probe.history) if probe.history else None
     return RecipeFit(top, best_epoch, history, probe_ua)
 
@@ -266,6 +273,7 @@ class RecipeStrategy:
         decode_cache_dir: str | os.PathLike | None = None,
         num_proc: int | None = None,
         progress: Any = None,
+        device: str | None = None,
         **overrides: Any,
     ):
         self.model_name_or_path = model_name_or_path
@@ -277,7 +285,7 @@ class RecipeStrategy:
             decode_cache_dir,
             num_proc,
         )
-        self.progress = progress
+        self.progress, self.device = progress, device
 
     def settings(self) -> dict[str, Any]:
         recipe = {k: v for k, v in self.config.__dict__.items() if k != "probe"}
@@ -313,6 +321,7 @@ class RecipeStrategy:
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
             keep_layer=first,
+            device=self.device,
         )
         return PreparedCorpus(
             dataset=encoded,
@@ -338,6 +347,7 @@ class RecipeStrategy:
             len(prepared.label_names),
             self.config,
             progress=self.progress,
+            device=self.device,
         )
         k = fitted.top.first_layer
         logits = predict_top(fitted.top, hidden_rows(hidden, test_rows), prepared.features[test_rows, :k])

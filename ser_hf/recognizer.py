@@ -20,6 +20,7 @@ from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
 from .features import AudioCollator, min_input_samples, window_samples
+from .hardware import default_device
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
 from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, iter_smooth, iter_timeline
@@ -51,10 +52,6 @@ def _is_single_input(inputs: Any) -> bool:
     return not isinstance(inputs, Sequence)
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class EmotionRecognizer:
     """A speech emotion recognizer around a transformers audio-classification model.
 
@@ -75,7 +72,7 @@ class EmotionRecognizer:
         if isinstance(model, OnnxAudioClassifier):
             self.device = torch.device("cpu")  # ONNX Runtime's CPU provider
         else:
-            self.device = torch.device(device) if device is not None else _default_device()
+            self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
         #: Default of `predict`'s ``trim_silence`` (cut leading/trailing silence first); unless given, what the
