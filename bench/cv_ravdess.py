@@ -61,6 +61,9 @@ def main() -> int:
         help="Run the recipe on these folds only, e.g. '6' or '1,6' (a shorter run; default: all six).",
     )
     parser.add_argument("--finetune_epochs", type=int, default=None, help="Recipe epochs (default: RecipeConfig's).")
+    parser.add_argument(
+        "--finetune_layers", type=int, default=None, help="Recipe: top layers fine-tuned (default: RecipeConfig's)."
+    )
     args = parser.parse_args()
     for path in (args.data_dir, args.model):
         if not Path(path).exists():
@@ -113,6 +116,8 @@ def main() -> int:
         groups = [[str(a) for a in range(4 * k - 3, 4 * k + 1)] for k in range(1, 7)]
         chosen = [int(k) for k in args.finetune_folds.split(",")] if args.finetune_folds else list(range(1, 7))
         options = {"epochs": args.finetune_epochs} if args.finetune_epochs else {}
+        if args.finetune_layers:
+            options["trainable_layers"] = args.finetune_layers
         start = time.perf_counter()
         results["finetune"] = tuned = cross_validate(
             corpus, args.model, strategy="finetune", folds=groups, output_dir=out / "finetune", progress=say,
@@ -122,7 +127,9 @@ def main() -> int:
         only = "" if len(chosen) == 6 else f", fold {','.join(map(str, chosen))} only"
         epochs = tuned.settings["recipe"]["epochs"]
         epochs = f"{epochs} epoch" + ("s" if epochs != 1 else "")
-        name = f"ser-hf fine-tuning recipe ({tuned.settings['window_seconds']} s window, {epochs}{only})"
+        layers = tuned.settings["recipe"]["trainable_layers"]
+        window_s = tuned.settings["window_seconds"]
+        name = f"ser-hf fine-tuning recipe ({window_s} s window, top {layers} layers, {epochs}{only})"
         rows.append(_row(name, tuned, seconds["finetune"]))
         print("recipe validation UA by epoch (0 = linear probe) per fold:")
         for f in tuned.folds:

@@ -60,7 +60,11 @@ def main() -> int:
         "wall_time_s": round(wall, 1),
         "train_runtime_s": round(train_stats["train_runtime"], 1),
         "train_samples_per_s": round(train_stats["train_samples_per_second"], 2),
+        "bf16": training_args.bf16,
+        "dataloader_num_workers": training_args.dataloader_num_workers,
     }
+    if torch.cuda.is_available():
+        summary["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     print("\n| figure | value |\n| --- | --- |")
     for key, value in summary.items():
         print(f"| {key} | {value} |")

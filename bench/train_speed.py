@@ -24,6 +24,10 @@ How a row is measured (each row is a fresh Python process, so peak RSS is its ow
 - Time before the first step: a separate run of `run_training` on the whole corpus with the default
   splits and a warm decode cache, from the call to the first training step (imports not included; they
   are printed beside it).
+- On a CUDA GPU the rows train on the GPU (the Trainer's choice), the step clock is read after
+  `torch.cuda.synchronize()`, the matmul peak is the GPU's (8192^3 `torch.mm`, fp32 at torch's default
+  float32 matmul precision and bf16), and each row also reports its peak GPU memory
+  (`torch.cuda.max_memory_allocated`).
 
 The reference-like row emulates transformers' examples/pytorch/audio-classification/run_audio_classification.py
 (plain `Trainer`, random sampler, attention mask on, padding to the longest clip, no trimming) with its data
@@ -104,6 +108,14 @@ def make_timer(warmup: int, steps: int, count_flops: bool, stop_at_first_step: b
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import TrainerCallback
 
+    cuda = torch.cuda.is_available()
+
+    def clock() -> float:
+        """The wall clock once the GPU has finished the queued work (CUDA runs asynchronously)."""
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.first_step_at: float | None = None
@@ -148,10 +160,10 @@ def make_timer(warmup: int, steps: int, count_flops: bool, stop_at_first_step: b
                     self._config.layerdrop = self._layerdrop
                 self._counter = None
             if state.global_step == warmup:
-                self._start = (time.perf_counter(), time.process_time(), len(self.shapes))
+                self._start = (clock(), time.process_time(), len(self.shapes))
             elif state.global_step == warmup + steps:
                 wall, cpu, first = self._start
-                self.window = (time.perf_counter() - wall, time.process_time() - cpu, first, len(self.shapes))
+                self.window = (clock() - wall, time.process_time() - cpu, first, len(self.shapes))
                 raise StopBench
 
     torch.set_num_threads(torch.get_num_threads())  # touch the thread pool before timing
@@ -163,6 +175,10 @@ def summarise(timer: Any, called_at: float, steps: int) -> dict[str, Any]:
         "before_first_step_s": (timer.first_step_at - called_at) if timer.first_step_at else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    import torch
+
+    if torch.cuda.is_available():
+        out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if timer.window:
         wall, cpu, first, last = timer.window
         shapes = timer.shapes[first:last]
@@ -287,6 +303,8 @@ def child_reference(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    if timeout < 1:
+        return {"error": "skipped: --time_budget spent"}
     command = [sys.executable, __file__, "--_child", json.dumps(spec)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -301,19 +319,53 @@ def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return {"error": " | ".join(tail) or f"exit code {done.returncode}"}
 
 
-def matmul_peak_gflops(dtype_name: str, n: int = 2048, repeats: int = 8) -> float:
-    """Best-of-``repeats`` rate of one n x n x n `torch.mm` (2 n^3 FLOPs), in GFLOP/s."""
+#: Matmul peak probe: (n, repeats) on the CPU and on a CUDA GPU.
+MATMUL_CPU = (2048, 8)
+MATMUL_GPU = (8192, 10)
+
+
+def matmul_peak_gflops(dtype_name: str) -> float:
+    """Best-of-``repeats`` rate of one n x n x n `torch.mm` (2 n^3 FLOPs), in GFLOP/s, on the device rows train on.
+
+    On a CUDA GPU, fp32 runs at torch's default float32 matmul precision (what the rows get), bf16 natively.
+    """
     import torch
 
+    cuda = torch.cuda.is_available()
+    n, repeats = MATMUL_GPU if cuda else MATMUL_CPU
     dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    device = "cuda" if cuda else "cpu"
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+
+    def clock() -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
+    del a, b
+    if cuda:
+        torch.cuda.empty_cache()
     return 2 * n**3 / best / 1e9
+
+
+def matmul_peak_description() -> str:
+    """Which device and probe the matmul peak line refers to."""
+    import torch
+
+    if torch.cuda.is_available():
+        n, repeats = MATMUL_GPU
+        return (
+            f"GPU matmul peak ({torch.cuda.get_device_name(0)}, {n}^3 torch.mm, best of {repeats}; fp32 at "
+            f"float32_matmul_precision={torch.get_float32_matmul_precision()!r})"
+        )
+    n, repeats = MATMUL_CPU
+    return f"matmul peak ({n}^3 torch.mm, best of {repeats})"
 
 
 def build_wav2vec2_base(folder: Path) -> None:
@@ -379,11 +431,31 @@ def machine_summary() -> str:
 
     flags = cpu_flags()
     wide = [f for f in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "CPU"
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_properties(0)
+        return (
+            f"GPU {gpu.name} ({gpu.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}); CPU: {os.cpu_count()} "
+            f"logical cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+            f"CPU flags: {', '.join(wide) or 'none of avx2/avx512/amx'}"
+        )
+    device = platform.processor() or "CPU"
     return (
         f"{device}; {os.cpu_count()} logical cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
         f"CPU flags: {', '.join(wide) or 'none of avx2/avx512/amx'}"
     )
+
+
+def row_progress(row: dict[str, Any]) -> str:
+    """One line on a finished row (printed as it ends, so a run cut short still shows its figures)."""
+    if "error" in row:
+        return f"failed: {row['error'][:200]}"
+    gpu = f", peak GPU {row['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in row else ""
+    speed = f"{fmt(row.get('clips_per_s'))} clips/s, {fmt(row.get('wall_s'))} s timed"
+    return f"{speed}, peak RSS {row['peak_rss_mib'] / 1024:.2f} GiB{gpu}"
+
+
+def workers_row_name(workers: int) -> str:
+    return f"ser-hf defaults + {workers} dataloader workers"
 
 
 def flag_value(flags: list[str], name: str) -> str | None:
@@ -396,17 +468,25 @@ def fmt(value: Any, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def print_rows(title: str, rows: list[dict[str, Any]], peaks: dict[str, float], reference: float | None) -> None:
+def print_rows(
+    title: str, rows: list[dict[str, Any]], peaks: dict[str, float], reference: float | None, gpu: bool = False
+) -> None:
     baseline = next((r["clips_per_s"] for r in rows if r["name"] == "all levers off" and "clips_per_s" in r), None)
     print(f"\n### {title}\n")
+    peak_name = "% GPU fp32 peak" if gpu else "% fp32 peak"
+    gpu_column = " | peak GPU GiB" if gpu else ""
     print(
         "| row | clips/s | x all-off | x reference-like | s/step | CPU-s/step | padded s/clip "
-        "| GFLOP/step | GFLOP/s | % fp32 peak | peak RSS GiB |"
+        f"| GFLOP/step | GFLOP/s | {peak_name} | peak RSS GiB{gpu_column} |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
+        + (" | ---:" if gpu else "")
+        + " |"
+    )
     for row in rows:
         if "error" in row:
-            print(f"| {row['name']} | failed: {row['error'][:150]} | | | | | | | | | |")
+            print(f"| {row['name']} | failed: {row['error'][:150]} | | | | | | | | | |" + (" |" if gpu else ""))
             continue
         steps = row["clips"] / BATCH
         padded = None
@@ -426,6 +506,8 @@ def print_rows(title: str, rows: list[dict[str, Any]], peaks: dict[str, float], 
             fmt(100 * gflops / peaks["float32"] if gflops else None, ".0f"),
             fmt(row["peak_rss_mib"] / 1024),
         ]
+        if gpu:
+            cells.append(fmt(row.get("peak_gpu_gib")))
         print("| " + " | ".join(cells) + " |")
 
 
@@ -440,7 +522,22 @@ def main() -> int:
     parser.add_argument("--only", default="", help="Comma-separated row names to run (default: all).")
     parser.add_argument("--cache_dir", default=None, help="Decode cache (default: the Hugging Face datasets cache).")
     parser.add_argument("--row_timeout", type=float, default=1200.0)
+    parser.add_argument(
+        "--time_budget",
+        type=float,
+        default=None,
+        help="Seconds for all rows together: a row is cut to what is left, later rows are skipped (the table prints).",
+    )
     parser.add_argument("--json", default=None, help="Also write every figure to this JSON file.")
+    parser.add_argument(
+        "--skip_startup", action="store_true", help="Skip the time-before-the-first-step runs (two per model)."
+    )
+    parser.add_argument(
+        "--extra_row_workers",
+        type=int,
+        default=0,
+        help="Also time the defaults with this many DataLoader worker processes (persistent across epochs; 0: no).",
+    )
     args = parser.parse_args()
     if args._child:
         spec = json.loads(args._child)
@@ -448,13 +545,15 @@ def main() -> int:
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
 
-    for path in (args.data_dir, args.whisper):
+    wanted_models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for path in [args.data_dir] + ([args.whisper] if "whisper" in wanted_models else []):
         if not Path(path).exists():
             print(f"skipped: {path} not found (real data and weights live in ../shared)")
             return 0
     began = time.perf_counter()
     load_at_start = os.getloadavg()
     import datasets
+    import torch
 
     from ser_hf import load_ravdess
     from ser_hf.modeling import whisper_window_seconds
@@ -464,6 +563,7 @@ def main() -> int:
     cache_dir = args.cache_dir or str(Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf")
     work = Path(tempfile.mkdtemp(prefix="ser-hf-train-speed-"))
     peaks = {name: matmul_peak_gflops(name) for name in ("float32", "bfloat16")}
+    gpu = torch.cuda.is_available()
 
     corpus = load_ravdess(args.data_dir)
     actors = [int(a) for a in corpus["actor"]]
@@ -477,9 +577,16 @@ def main() -> int:
     windows = {trim: whisper_window_seconds(max(lengths[trim][i] for i in train_rows) / RATE) for trim in (False, True)}
 
     wav2vec2_dir = work / "wav2vec2-base-random"
-    build_wav2vec2_base(wav2vec2_dir)
+    if "wav2vec2" in wanted_models:
+        build_wav2vec2_base(wav2vec2_dir)
     models = {"wav2vec2": (str(wav2vec2_dir), 12), "whisper": (str(Path(args.whisper).resolve()), 4)}
     wanted_rows = {r.strip() for r in args.only.split(",") if r.strip()}
+
+    def row_timeout() -> float:
+        """--row_timeout, cut to what is left of --time_budget (a row past the budget gets 0 s and is skipped)."""
+        if args.time_budget is None:
+            return args.row_timeout
+        return max(0.0, min(args.row_timeout, args.time_budget - (time.perf_counter() - began)))
 
     def spec_for(model: str, flags: list[str], **extra: Any) -> dict[str, Any]:
         out = work / f"run-{time.monotonic_ns()}"
@@ -499,7 +606,7 @@ def main() -> int:
     labels = [int(corpus[i]["label"]) for i in subset]
     results: dict[str, list[dict[str, Any]]] = {}
     startup: list[dict[str, Any]] = []
-    for key in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for key in wanted_models:
         model, n_layers = models[key]
         is_whisper = key == "whisper"
         plan: list[tuple[str, dict[str, Any]]] = []
@@ -519,27 +626,34 @@ def main() -> int:
         flipped_name = "ser-hf defaults, no trimming" if default_trim else "ser-hf defaults + trim_silence"
         spec = spec_for(model, whisper_flags(flipped, not default_trim) if is_whisper else flipped)
         plan.append((flipped_name, spec))
+        if args.extra_row_workers > 0:
+            workers = ["--dataloader_num_workers", str(args.extra_row_workers)]
+            workers += ["--dataloader_persistent_workers", "true"]
+            spec = spec_for(model, whisper_flags(workers, default_trim) if is_whisper else workers)
+            plan.append((workers_row_name(args.extra_row_workers), spec))
         rows = []
         for name, spec in plan:
             if wanted_rows and name not in wanted_rows:
                 continue
             print(f"[{time.perf_counter() - began:6.0f} s] {key}: {name} ...", file=sys.stderr, flush=True)
-            rows.append({"name": name, **run_child(spec, args.row_timeout)})
+            row = {"name": name, **run_child(spec, row_timeout())}
+            rows.append(row)
+            print(f"         {key}: {name}: {row_progress(row)}", file=sys.stderr, flush=True)
         results[key] = rows
         for name, flags in (("all levers off", ALL_OFF), ("ser-hf defaults", [])):
-            if wanted_rows and name not in wanted_rows:
+            if args.skip_startup or (wanted_rows and name not in wanted_rows):
                 continue
             print(f"[{time.perf_counter() - began:6.0f} s] {key}: startup, {name} ...", file=sys.stderr, flush=True)
             spec = spec_for(model, flags, startup_only=True, rows=None, count_flops=False)
-            startup.append({"model": key, "name": name, **run_child(spec, args.row_timeout)})
+            startup.append({"model": key, "name": name, **run_child(spec, row_timeout())})
 
     # ------------------------------------------------------------------------------------------------------
-    print("\n## ser-hf training throughput (bench/train_speed.py)\n")
+    print(f"\n## ser-hf training throughput on {'the GPU' if gpu else 'the CPU'} (bench/train_speed.py)\n")
     print(f"- machine: {machine_summary()}")
     load_now = os.getloadavg()[0]
     print(f"- load average at start {load_at_start[0]:.1f}, at end {load_now:.1f} (other work shares the cores)")
     print(
-        f"- measured matmul peak (2048^3 torch.mm, best of 8): fp32 {peaks['float32']:.0f} GFLOP/s, "
+        f"- measured {matmul_peak_description()}: fp32 {peaks['float32']:.0f} GFLOP/s, "
         f"bf16 {peaks['bfloat16']:.0f} GFLOP/s"
     )
     print(
@@ -559,7 +673,7 @@ def main() -> int:
     references = {key: reference_speed(rows) for key, rows in results.items()}
     for key, rows in results.items():
         title = "wav2vec2-base-sized (random init, 94 M parameters)" if key == "wav2vec2" else "Whisper tiny.en encoder"
-        print_rows(title, rows, peaks, references[key])
+        print_rows(title, rows, peaks, references[key], gpu=gpu)
 
     print("\n### Full-epoch padding on the real training split (actors 1-18, 1080 clips; model-free)\n")
     print("| sampler | untrimmed: padded/real samples | trimmed: padded/real samples |")
@@ -574,8 +688,11 @@ def main() -> int:
     print(f"\nMean training clip: {mean_s[False]:.2f} s untrimmed, {mean_s[True]:.2f} s trimmed.")
 
     print("\n### Time before the first training step (whole corpus, default splits, warm decode cache)\n")
-    print("| model | configuration | before first step s | imports s | breakdown (s) | peak RSS GiB |")
-    print("| --- | --- | ---: | ---: | --- | ---: |")
+    if args.skip_startup:
+        print("(skipped: --skip_startup)")
+    else:
+        print("| model | configuration | before first step s | imports s | breakdown (s) | peak RSS GiB |")
+        print("| --- | --- | ---: | ---: | --- | ---: |")
     for row in startup:
         if "error" in row:
             print(f"| {row['model']} | {row['name']} | failed: {row['error'][:150]} | | | |")
@@ -596,6 +713,7 @@ def main() -> int:
             "ser-hf defaults",
             "ser-hf defaults + trim_silence",
             "ser-hf defaults, no trimming",
+            workers_row_name(args.extra_row_workers),
             "all levers off",
         ):
             if name not in by_name:
@@ -610,7 +728,17 @@ def main() -> int:
     print(f"\nTotal benchmark time: {time.perf_counter() - began:.0f} s")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"peaks": peaks, "rows": results, "startup": startup, "windows": windows}, indent=2)
+            json.dumps(
+                {
+                    "machine": machine_summary(),
+                    "device": torch.cuda.get_device_name(0) if gpu else "cpu",
+                    "peaks": peaks,
+                    "rows": results,
+                    "startup": startup,
+                    "windows": windows,
+                },
+                indent=2,
+            )
         )
     return 0
 
