@@ -306,7 +306,8 @@ def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     if timeout < 1:
         return {"error": "skipped: --time_budget spent"}
     command = [sys.executable, __file__, "--_child", json.dumps(spec)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
