@@ -202,6 +202,8 @@ def test_recipe_export_reproduces_the_fine_tuned_model(tiny_whisper, corpus, cac
                            prepared.features, prepared.labels, np.arange(64), np.array([], dtype=int), 8, config)  # fmt: skip
     exported = strategy.export(prepared, fitted.top)
     assert fitted.epoch == 2 and fitted.history == []
+    # Trained on the default device (the GPU when there is one), handed back on the CPU with the encoder.
+    assert {p.device.type for p in [*fitted.top.parameters(), *prepared.model.parameters()]} == {"cpu"}
     assert not torch.allclose(exported.encoder.layers[1].fc1.weight, prepared.model.encoder.layers[1].fc1.weight)
     assert torch.equal(exported.encoder.layers[0].fc1.weight, prepared.model.encoder.layers[0].fc1.weight)
 
