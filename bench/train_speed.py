@@ -81,6 +81,14 @@ ALL_OFF = [
 ]  # fmt: skip
 
 
+#: The defaults with one lever switched back off (``--defaults_ablation``).
+DEFAULTS_ABLATION = [
+    ("ser-hf defaults without bf16", ["--bf16", "false"]),
+    ("ser-hf defaults without length grouping", ["--train_sampling_strategy", "random"]),
+    ("ser-hf defaults without sdpa", ["--attn_implementation", "eager"]),
+]
+
+
 def lever_rows(n_layers: int) -> list[tuple[str, list[str]]]:
     """(row name, flags on top of ALL_OFF): one lever switched on at a time."""
     return [
@@ -520,7 +528,9 @@ def main() -> int:
     parser.add_argument("--models", default="wav2vec2,whisper", help="Comma-separated: wav2vec2, whisper.")
     parser.add_argument("--steps", type=int, default=8, help="Timed steps per row (the subset is 8 x steps clips).")
     parser.add_argument("--compile_wav2vec2", action="store_true", help="Also time torch.compile on wav2vec2.")
-    parser.add_argument("--only", default="", help="Comma-separated row names to run (default: all).")
+    parser.add_argument(
+        "--only", default="", help="Comma-separated row names to run (default: all; names hold no commas)."
+    )
     parser.add_argument("--cache_dir", default=None, help="Decode cache (default: the Hugging Face datasets cache).")
     parser.add_argument("--row_timeout", type=float, default=1200.0)
     parser.add_argument(
@@ -538,6 +548,11 @@ def main() -> int:
         type=int,
         default=0,
         help="Also time the defaults with this many DataLoader worker processes (persistent across epochs; 0: no).",
+    )
+    parser.add_argument(
+        "--defaults_ablation",
+        action="store_true",
+        help="Also time the defaults with one lever switched back off at a time (bf16, length grouping, SDPA).",
     )
     args = parser.parse_args()
     if args._child:
@@ -624,9 +639,12 @@ def main() -> int:
         plan.append(("ser-hf defaults", spec_for(model, whisper_flags([], default_trim) if is_whisper else [])))
         # The defaults with the trimming default flipped: what trimming adds to (or takes from) the defaults.
         flipped = ["--trim_silence", "false" if default_trim else "true"]
-        flipped_name = "ser-hf defaults, no trimming" if default_trim else "ser-hf defaults + trim_silence"
+        flipped_name = "ser-hf defaults without trimming" if default_trim else "ser-hf defaults + trim_silence"
         spec = spec_for(model, whisper_flags(flipped, not default_trim) if is_whisper else flipped)
         plan.append((flipped_name, spec))
+        if args.defaults_ablation:  # which lever (or pair) makes the defaults slower than their parts
+            for name, flags in DEFAULTS_ABLATION:
+                plan.append((name, spec_for(model, whisper_flags(flags, default_trim) if is_whisper else flags)))
         if args.extra_row_workers > 0:
             workers = ["--dataloader_num_workers", str(args.extra_row_workers)]
             workers += ["--dataloader_persistent_workers", "true"]
@@ -713,7 +731,7 @@ def main() -> int:
         for name in (
             "ser-hf defaults",
             "ser-hf defaults + trim_silence",
-            "ser-hf defaults, no trimming",
+            "ser-hf defaults without trimming",
             workers_row_name(args.extra_row_workers),
             "all levers off",
         ):
