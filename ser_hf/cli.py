@@ -241,6 +241,8 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     model_args, data_args, training_args = parse_args(rest)
     outcome = run_training(model_args, data_args, training_args)
     print(json.dumps(outcome.test_metrics, indent=2))
+    if outcome.hub_commit_url:
+        print("pushed:", outcome.hub_commit_url)
     return 0
 
 

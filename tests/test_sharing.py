@@ -185,6 +185,24 @@ def test_example_pushes_once_after_the_test_with_the_card(tiny_wav2vec2, fake_hu
     assert commits[0].added["model.safetensors"] == (out / "model.safetensors").read_bytes()
 
 
+def test_cli_train_prints_the_pushed_commit(tiny_wav2vec2, fake_hub, tmp_path, capsys):
+    """`ser-hf train --push_to_hub` prints the test metrics, then the URL of its one commit."""
+    from ser_hf.cli import main
+
+    corpus_dir = write_corpus(tmp_path / "corpus", actors=(1, 2, 3, 4), repetitions=(1,))
+    code = main([
+        "train", "--model_name_or_path", tiny_wav2vec2, "--data_dir", str(corpus_dir),
+        "--output_dir", str(tmp_path / "out"), "--test_actors", "4", "--eval_actors", "3", "--num_train_epochs", "1",
+        "--disable_tqdm", "true", "--decode_cache_dir", str(tmp_path / "dec"),
+        "--push_to_hub", "--hub_model_id", "me/ser-cli",
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    commits = fake_hub.commits_to("me/ser-cli")
+    assert code == 0 and len(commits) == 1
+    assert '"test_ua"' in captured.out
+    assert captured.out.rstrip().endswith(f"pushed: https://huggingface.co/me/ser-cli/commit/{commits[0].oid}")
+
+
 def test_checkpoint_pushes_are_turned_off_with_a_warning(caplog):
     from transformers import TrainingArguments
     from transformers.trainer_utils import HubStrategy
