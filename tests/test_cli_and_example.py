@@ -90,3 +90,18 @@ def test_train_subcommand_shares_the_example_flags(tiny_wav2vec2, corpus_dir, tm
     assert result.returncode == 0
     for flag in ("--model_name_or_path", "--data_dir", "--test_actors", "--eval_actors", "--learning_rate"):
         assert flag in result.stdout
+
+
+def test_the_command_line_starts_without_the_heavy_libraries(tmp_path):
+    """`ser-hf --help` and `import ser_hf` load torch, transformers and datasets only when a command needs them."""
+    probe = (
+        "import sys, ser_hf, ser_hf.cli\n"
+        "try:\n    ser_hf.cli.main(['--help'])\nexcept SystemExit as stop:\n    assert stop.code == 0\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert ser_hf.EmotionRecognizer.__module__ == 'ser_hf.recognizer' and 'torch' in sys.modules\n"
+        "assert set(ser_hf.__all__) <= set(dir(ser_hf))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "predict" in result.stdout
