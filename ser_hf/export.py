@@ -130,12 +130,14 @@ def export_onnx(
     quantize: str | None = None,
     quantized_ops: tuple[str, ...] = DEFAULT_QUANTIZED_OPS,
     opset_version: int | None = None,
+    model_card: Any = None,
 ) -> Path:
     """Export a transformers audio classifier to ``output_dir`` (ONNX, optionally dynamic int8), atomically.
 
     The graph takes the feature extractor's tensors (``input_values`` [+ ``attention_mask``], or Whisper's
     ``input_features``) with dynamic batch and time axes and returns logits. The fp32 graph is checked
-    against PyTorch before anything is written.
+    against PyTorch before anything is written. ``model_card`` (the model's `huggingface_hub.ModelCard`)
+    goes along as ``README.md``, with a section on the export.
     """
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise SerHfError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
@@ -199,6 +201,10 @@ def export_onnx(
             model.config.save_pretrained(staged)
             feature_extractor.save_pretrained(staged)
             (staged / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+            if model_card is not None:
+                from .model_card import card_for_onnx
+
+                card_for_onnx(model_card, info).save(staged / "README.md")
     return target
 
 

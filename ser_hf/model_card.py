@@ -518,6 +518,25 @@ _SNIPPET_IDS = (
 )
 
 
+def card_for_onnx(card: ModelCard, export_info: dict[str, Any]) -> SERModelCard:
+    """The card of an ONNX export: the model's own card, tagged ``onnx``, with a section on the export."""
+    out = SERModelCard(card.content, ignore_metadata_errors=True)
+    out.figures = dict(getattr(card, "figures", {}))
+    out.data.tags = [*(out.data.tags or []), *([] if "onnx" in (out.data.tags or []) else ["onnx"])]
+    weights = "dynamic int8 weights" if export_info.get("quantization") == "int8" else "fp32 weights"
+    difference = export_info.get("fp32_max_logit_difference")
+    checked = f" The fp32 graph's logits differ from PyTorch's by at most {difference:.2g}." if difference else ""
+    out.text = (
+        out.text.rstrip()
+        + "\n\n## ONNX export\n\n"
+        + f"This folder holds an ONNX export of the model described above (`model.onnx`, {weights}; "
+        + f"{export_info.get('exporter', 'torch.onnx')}).{checked} ONNX Runtime runs it on the CPU: load it with "
+        + "`EmotionRecognizer.from_pretrained(folder)` or `ser-hf predict --model folder`. "
+        + "`transformers.pipeline` needs the PyTorch weights, which this folder does not hold.\n"
+    )
+    return out
+
+
 def card_for_repo(card: ModelCard, repo_id: str) -> ModelCard:
     """The card with its usage snippets and model-index name pointing at ``repo_id``."""
     content = card.content

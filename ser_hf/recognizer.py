@@ -327,7 +327,9 @@ class EmotionRecognizer:
         """Export to an ONNX folder (``quantize="int8"``: dynamic int8) that `from_pretrained` loads back."""
         if isinstance(self.model, OnnxAudioClassifier):
             raise SerHfError(f"{self.model.folder}: already an ONNX model; export from the PyTorch model")
-        return export_onnx(self.model, self.feature_extractor, output_dir, quantize=quantize)
+        return export_onnx(
+            self.model, self.feature_extractor, output_dir, quantize=quantize, model_card=self.model_card
+        )
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, state_dict: dict[str, Any] | None = None) -> Path:
         """Save model (safetensors), config with id2label, feature extractor and model card, atomically.

@@ -39,6 +39,20 @@ def test_int8_top_labels_agree_with_pytorch(pytorch, int8_folder, corpus_dir):
     assert info["quantization"] == "int8" and info["inputs"] == ["input_values"] and info["dynamic_time_axis"]
 
 
+def test_the_export_carries_the_model_card(pytorch, int8_folder):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((int8_folder / "README.md").read_text(encoding="utf-8"))
+    original = pytorch.model_card
+    assert "onnx" in card.data.tags and set(original.data.tags) < set(card.data.tags)
+    assert card.data.eval_results == original.data.eval_results  # the test scores of the model exported
+    assert "## ONNX export" in card.text and "dynamic int8 weights" in card.text
+    assert card.text.startswith(original.text.rstrip())
+    assert original.figures  # the confusion matrix the card shows
+    for name in original.figures:
+        assert (int8_folder / name).read_bytes() == original.figures[name]
+
+
 def test_onnx_recognizer_does_timeline_stream_and_save(pytorch, int8_folder, tmp_path):
     onnx = EmotionRecognizer.from_pretrained(int8_folder)
     recording = np.concatenate([synth_clip(5, 7, 1, seconds=2.0), np.zeros(RATE, np.float32)])
