@@ -82,6 +82,8 @@ def _strategy_options(args: argparse.Namespace) -> dict[str, object]:
     options: dict[str, object] = {"trim_silence": not args.no_trim_silence, "window_seconds": args.window_seconds}
     if args.cache_dir:
         options["cache_dir"] = args.cache_dir
+    if args.device:
+        options["device"] = args.device
     return options
 
 
@@ -117,6 +119,7 @@ def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
         "--no_trim_silence", "--no-trim-silence", action="store_true", help="Keep leading and trailing silence."
     )
     parser.add_argument("--cache_dir", "--cache-dir", default=None, help="Where encoder features are cached.")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 
 
 def _train_with_strategy(argv: Sequence[str]) -> int:
@@ -342,7 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--speaker_column", "--speaker-column", default="speaker")
     evaluate.add_argument("--output_dir", "--output-dir", default=None, help="Where to write the reports.")
     evaluate.add_argument("--on_invalid", default="raise", choices=["raise", "skip"])
-    evaluate.add_argument("--device", default=None)
     _add_strategy_flags(evaluate)
 
     commands.add_parser(

@@ -520,6 +520,7 @@ class FrozenStrategy:
             "pooling": self.pooling,
             "trim_silence": self.trim_silence,
             "window_seconds": self.window_seconds,
+            "device": str(self.device or default_device()),
             "selection": self.selection,
             "epoch_grid": list(self.epoch_grid) if self.selection == "refit" else None,
             "head": dict(self.head.__dict__),

@@ -290,6 +290,7 @@ class RecipeStrategy:
     def settings(self) -> dict[str, Any]:
         recipe = {k: v for k, v in self.config.__dict__.items() if k != "probe"}
         return {
+            "device": str(self.device or default_device()),
             "trim_silence": self.trim_silence,
             "window_seconds": self.window_seconds,
             "recipe": recipe,

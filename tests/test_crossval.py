@@ -229,12 +229,14 @@ def test_cli_evaluate_cv_and_train_with_the_recipe(tiny_whisper, corpus_dir, tmp
 
     out = tmp_path / "cv"
     command = [sys.executable, "-m", "ser_hf", "evaluate", "--cv", "4", "--data_dir", str(corpus_dir),
-               "--model", tiny_whisper, "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache")]  # fmt: skip
+               "--model", tiny_whisper, "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"),
+               "--device", "cpu"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| **mean ± std** |" in result.stdout and "fold 4/4" in result.stderr
     report = json.loads((out / "cv_report" / "cv_report.json").read_text())
     assert report["summary"]["strategy"] == "frozen" and len(report["folds"]) == 4
+    assert report["settings"]["device"] == "cpu"
 
     model = tmp_path / "model"
     command = [sys.executable, "-m", "ser_hf", "train", "--recipe", "ser-hf", "--model_name_or_path", tiny_whisper,
