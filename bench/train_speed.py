@@ -43,6 +43,7 @@ every row trains the same parameters.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
@@ -50,6 +51,7 @@ import platform
 import random
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -578,6 +580,7 @@ def main() -> int:
     datasets.disable_progress_bars()
     cache_dir = args.cache_dir or str(Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf")
     work = Path(tempfile.mkdtemp(prefix="ser-hf-train-speed-"))
+    atexit.register(shutil.rmtree, work, True)  # the random model, the 48 kHz copies, the rows' output folders
     peaks = {name: matmul_peak_gflops(name) for name in ("float32", "bfloat16")}
     gpu = torch.cuda.is_available()
 
