@@ -408,6 +408,7 @@ __all__: Sequence[str] = (
     "HeadConfig",
     "HeadFit",
     "WeightedLayerHead",
+    "encode_corpus",
     "encoder_fingerprint",
     "export_model",
     "layer_features",
@@ -476,6 +477,64 @@ def prepare_encoder(
     return decoded, audio_key, model, feature_extractor, skipped
 
 
+def encode_corpus(
+    corpus: Dataset,
+    model_name_or_path: str,
+    *,
+    proj_size: int,
+    pooling: str = "window",
+    trainable_top_layers: int | None = None,
+    trim_silence: bool = True,
+    window_seconds: int | None = None,
+    batch_size: int = 16,
+    cache_dir: str | os.PathLike | None = None,
+    decode_cache_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+    device: str | None = None,
+) -> PreparedCorpus:
+    """`prepare_encoder`, then `layer_features` (cached): the corpus ready for heads, fold after fold.
+
+    With ``trainable_top_layers=n`` (fixed-window encoders only) the input of the top ``n`` layers is
+    kept too, for fine-tuning them on cached inputs (`ser_hf.recipe`).
+    """
+    decoded, audio_key, model, extractor, skipped = prepare_encoder(
+        corpus,
+        model_name_or_path,
+        trim_silence=trim_silence,
+        window_seconds=window_seconds,
+        proj_size=proj_size,
+        decode_cache_dir=decode_cache_dir,
+        num_proc=num_proc,
+    )
+    keep_layer = None
+    if trainable_top_layers is not None:
+        if not is_whisper(model):
+            raise ValueError(
+                f"fine-tuning on cached inputs keeps the input of the top layers of a fixed-window (Whisper) "
+                f"encoder; {model.config.model_type} is not one: use strategy='frozen' or `ser-hf train`"
+            )
+        keep_layer = len(model.encoder.layers) - trainable_top_layers
+    encoded = layer_features(
+        decoded,
+        model,
+        extractor,
+        audio_key=audio_key,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        keep_layer=keep_layer,
+        device=device,
+    )
+    return PreparedCorpus(
+        dataset=encoded,
+        features=stack_pooled(encoded, pooling),
+        labels=labels_of(encoded),
+        model=model,
+        feature_extractor=extractor,
+        label_names=list(corpus.features["label"].names),
+        skipped=skipped,
+    )
+
+
 class FrozenStrategy:
     """Frozen encoder, cached pooled layers, `WeightedLayerHead` per fold (chosen on validation speakers).
 
@@ -527,35 +586,22 @@ class FrozenStrategy:
         }
 
     def prepare(self, corpus: Dataset) -> PreparedCorpus:
-        decoded, audio_key, model, extractor, skipped = prepare_encoder(
+        prepared = encode_corpus(
             corpus,
             self.model_name_or_path,
+            proj_size=self.head.proj_size,
+            pooling=self.pooling,
             trim_silence=self.trim_silence,
             window_seconds=self.window_seconds,
-            proj_size=self.head.proj_size,
-            decode_cache_dir=self.decode_cache_dir,
-            num_proc=self.num_proc,
-        )
-        if is_whisper(model):
-            self.window_seconds = int(extractor.chunk_length)
-        encoded = layer_features(
-            decoded,
-            model,
-            extractor,
-            audio_key=audio_key,
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
+            decode_cache_dir=self.decode_cache_dir,
+            num_proc=self.num_proc,
             device=self.device,
         )
-        return PreparedCorpus(
-            dataset=encoded,
-            features=stack_pooled(encoded, self.pooling),
-            labels=labels_of(encoded),
-            model=model,
-            feature_extractor=extractor,
-            label_names=list(corpus.features["label"].names),
-            skipped=skipped,
-        )
+        if is_whisper(prepared.model):
+            self.window_seconds = int(prepared.feature_extractor.chunk_length)
+        return prepared
 
     def fit(self, prepared: PreparedCorpus, fit_rows: np.ndarray, valid_rows: np.ndarray) -> HeadFit:
         x, y = prepared.features, prepared.labels

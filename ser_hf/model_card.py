@@ -522,7 +522,8 @@ def card_for_onnx(card: ModelCard, export_info: dict[str, Any]) -> SERModelCard:
     """The card of an ONNX export: the model's own card, tagged ``onnx``, with a section on the export."""
     out = SERModelCard(card.content, ignore_metadata_errors=True)
     out.figures = dict(getattr(card, "figures", {}))
-    out.data.tags = [*(out.data.tags or []), *([] if "onnx" in (out.data.tags or []) else ["onnx"])]
+    tags = list(out.data.tags or [])
+    out.data.tags = tags if "onnx" in tags else [*tags, "onnx"]
     weights = "dynamic int8 weights" if export_info.get("quantization") == "int8" else "fp32 weights"
     difference = export_info.get("fp32_max_logit_difference")
     checked = f" The fp32 graph's logits differ from PyTorch's by at most {difference:.2g}." if difference else ""

@@ -3,7 +3,7 @@
 Fine-tuning a whole speech encoder on a thousand clips over-fits and costs hours on a CPU. The
 recipe (``strategy="finetune"``, ``--recipe ser-hf``):
 
-1. trims silence and fits the Whisper window to the clips (`ser_hf.frozen.prepare_encoder`);
+1. trims silence and fits the Whisper window to the clips (`ser_hf.frozen.encode_corpus`);
 2. runs the frozen lower encoder once per clip and caches the input of the first trainable layer
    (through `datasets`, reused by every fold and run), with the pooled lower layers;
 3. trains the weighted-layer head on the frozen features (a linear probe: `ser_hf.frozen.train_head`);
@@ -36,16 +36,12 @@ from .frozen import (
     HeadConfig,
     PreparedCorpus,
     WeightedLayerHead,
+    encode_corpus,
     export_model,
-    labels_of,
-    layer_features,
-    prepare_encoder,
-    stack_pooled,
     train_head,
     warmup_cosine,
 )
 from .hardware import default_device
-from .modeling import is_whisper
 
 logger = logging.getLogger(__name__)
 
@@ -298,41 +294,21 @@ class RecipeStrategy:
         }
 
     def prepare(self, corpus: Dataset) -> PreparedCorpus:
-        decoded, audio_key, model, extractor, skipped = prepare_encoder(
+        prepared = encode_corpus(
             corpus,
             self.model_name_or_path,
+            proj_size=self.config.probe.proj_size,
+            trainable_top_layers=self.config.trainable_layers,
             trim_silence=self.trim_silence,
             window_seconds=self.window_seconds,
-            proj_size=self.config.probe.proj_size,
-            decode_cache_dir=self.decode_cache_dir,
-            num_proc=self.num_proc,
-        )
-        if not is_whisper(model):
-            raise ValueError(
-                f"the fine-tuning recipe caches the input of the top layers of a fixed-window (Whisper) encoder; "
-                f"{model.config.model_type} is not one: use strategy='frozen' or `ser-hf train`"
-            )
-        self.window_seconds = int(extractor.chunk_length)
-        first = len(model.encoder.layers) - self.config.trainable_layers
-        encoded = layer_features(
-            decoded,
-            model,
-            extractor,
-            audio_key=audio_key,
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
-            keep_layer=first,
+            decode_cache_dir=self.decode_cache_dir,
+            num_proc=self.num_proc,
             device=self.device,
         )
-        return PreparedCorpus(
-            dataset=encoded,
-            features=stack_pooled(encoded, "window"),
-            labels=labels_of(encoded),
-            model=model,
-            feature_extractor=extractor,
-            label_names=list(corpus.features["label"].names),
-            skipped=skipped,
-        )
+        self.window_seconds = int(prepared.feature_extractor.chunk_length)
+        return prepared
 
     def run_fold(
         self, prepared: PreparedCorpus, fit_rows: np.ndarray, valid_rows: np.ndarray, test_rows: np.ndarray, **_: Any
