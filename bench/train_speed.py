@@ -38,6 +38,11 @@ For Whisper it feeds the feature extractor's full 30 s window (what the script d
 window to the longest training clip) and, since the script's `freeze_feature_encoder()` does not exist on
 `WhisperForAudioClassification`, it freezes the two input convolutions by hand as ser-hf does, so that
 every row trains the same parameters.
+
+"all levers off" switches off every lever, "levers that change the computation off" only those that change
+what is computed (length grouping, trimming, bf16, frozen layers, gradient checkpointing, compilation): it
+keeps SDPA attention (the reference script's default too) and fast dropout (`ser_hf.fast_dropout`: masks
+with the same keep probability drawn from fewer random bits), which change only how it runs.
 """
 
 from __future__ import annotations
@@ -80,14 +85,23 @@ ALL_OFF = [
     "--freeze_layers", "0",
     "--gradient_checkpointing", "false",
     "--torch_compile", "false",
+    "--fast_dropout", "false",
 ]  # fmt: skip
 
+#: The levers that change only how the same computation runs (attention kernel; dropout masks drawn with fewer
+#: random bits, same keep probability), on top of ALL_OFF: the issue's "every lever that changes the
+#: computation off".
+SAME_COMPUTATION_ROW = "levers that change the computation off"
+SAME_COMPUTATION_KERNELS = ["--attn_implementation", "sdpa", "--fast_dropout", "true"]
 
-#: The defaults with one lever switched back off (``--defaults_ablation``).
+
+#: The defaults with one lever flipped at a time (``--defaults_ablation``).
 DEFAULTS_ABLATION = [
     ("ser-hf defaults without bf16", ["--bf16", "false"]),
     ("ser-hf defaults without length grouping", ["--train_sampling_strategy", "random"]),
     ("ser-hf defaults without sdpa", ["--attn_implementation", "eager"]),
+    ("ser-hf defaults without fast_dropout", ["--fast_dropout", "false"]),
+    ("ser-hf defaults with cudnn attention", ["--cudnn_attention", "true"]),
 ]
 
 
@@ -98,6 +112,7 @@ def lever_rows(n_layers: int) -> list[tuple[str, list[str]]]:
         ("+ trim_silence", ["--trim_silence", "true"]),
         ("+ sdpa attention", ["--attn_implementation", "sdpa"]),
         ("+ bf16 autocast", ["--bf16", "true"]),
+        ("+ fast_dropout", ["--fast_dropout", "true"]),
         (f"+ freeze_layers {n_layers // 2}", ["--freeze_layers", str(n_layers // 2)]),
         ("+ gradient_checkpointing", ["--gradient_checkpointing", "true"]),
         ("+ torch_compile", ["--torch_compile", "true"]),
@@ -465,6 +480,16 @@ def row_progress(row: dict[str, Any]) -> str:
     return f"{speed}, peak RSS {row['peak_rss_mib'] / 1024:.2f} GiB{gpu}"
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from its repeated runs: the run with the median clips/s, every run's clips/s beside it."""
+    timed = sorted((r for r in runs if "clips_per_s" in r), key=lambda r: r["clips_per_s"])
+    if not timed:
+        return runs[-1]
+    row = dict(timed[(len(timed) - 1) // 2])
+    row["clips_per_s_runs"] = [r["clips_per_s"] for r in runs if "clips_per_s" in r]
+    return row
+
+
 def workers_row_name(workers: int) -> str:
     return f"ser-hf defaults + {workers} dataloader workers"
 
@@ -541,6 +566,12 @@ def main() -> int:
         default=None,
         help="Seconds for all rows together: a row is cut to what is left, later rows are skipped (the table prints).",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Run every row this many times, round-robin, and report the run with the median clips/s (with all runs).",
+    )
     parser.add_argument("--json", default=None, help="Also write every figure to this JSON file.")
     parser.add_argument(
         "--skip_startup", action="store_true", help="Skip the time-before-the-first-step runs (two per model)."
@@ -554,7 +585,8 @@ def main() -> int:
     parser.add_argument(
         "--defaults_ablation",
         action="store_true",
-        help="Also time the defaults with one lever switched back off at a time (bf16, length grouping, SDPA).",
+        help="Also time the defaults with one lever flipped at a time (bf16, length grouping, SDPA, fast dropout, "
+        "cuDNN attention).",
     )
     args = parser.parse_args()
     if args._child:
@@ -632,6 +664,8 @@ def main() -> int:
         ref = spec_for(model, [], kind="reference", files=files48[:-1], labels=labels[:-1])
         plan.append(("reference-like (decode every step)", ref))
         plan.append(("all levers off", spec_for(model, whisper_flags(ALL_OFF, False) if is_whisper else ALL_OFF)))
+        kernels = ALL_OFF + SAME_COMPUTATION_KERNELS
+        plan.append((SAME_COMPUTATION_ROW, spec_for(model, whisper_flags(kernels, False) if is_whisper else kernels)))
         for name, flags in lever_rows(n_layers):
             if name == "+ torch_compile" and not is_whisper and not args.compile_wav2vec2:
                 continue
@@ -653,15 +687,16 @@ def main() -> int:
             workers += ["--dataloader_persistent_workers", "true"]
             spec = spec_for(model, whisper_flags(workers, default_trim) if is_whisper else workers)
             plan.append((workers_row_name(args.extra_row_workers), spec))
-        rows = []
-        for name, spec in plan:
-            if wanted_rows and name not in wanted_rows:
-                continue
-            print(f"[{time.perf_counter() - began:6.0f} s] {key}: {name} ...", file=sys.stderr, flush=True)
-            row = {"name": name, **run_child(spec, row_timeout())}
-            rows.append(row)
-            print(f"         {key}: {name}: {row_progress(row)}", file=sys.stderr, flush=True)
-        results[key] = rows
+        plan = [(name, spec) for name, spec in plan if not wanted_rows or name in wanted_rows]
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
+        for repeat in range(args.repeats):  # round-robin: a slow spell of a shared machine hits every row alike
+            for name, spec in plan:
+                label = f"{name} (run {repeat + 1} of {args.repeats})" if args.repeats > 1 else name
+                print(f"[{time.perf_counter() - began:6.0f} s] {key}: {label} ...", file=sys.stderr, flush=True)
+                row = {"name": name, **run_child({**spec, "out": f"{spec['out']}-{repeat}"}, row_timeout())}
+                runs[name].append(row)
+                print(f"         {key}: {label}: {row_progress(row)}", file=sys.stderr, flush=True)
+        results[key] = [median_run(runs[name]) for name, _ in plan]
         for name, flags in (("all levers off", ALL_OFF), ("ser-hf defaults", [])):
             if args.skip_startup or (wanted_rows and name not in wanted_rows):
                 continue
@@ -683,10 +718,12 @@ def main() -> int:
         f"{cold[True]:.1f} s trimmed (a few tenths of a second = it was warm)"
     )
     print(
-        f"- batch {BATCH}; {args.steps} timed steps after 1 warm-up step on {BATCH * args.steps} training clips; "
+        f"- batch {BATCH}; {args.steps} timed steps after 1 warm-up step on {BATCH * args.steps} training clips"
+        f"{f'; each row run {args.repeats} times, round-robin' if args.repeats > 1 else ''}; "
         "CNN feature encoder frozen in every row"
     )
     print("- all levers off = " + " ".join(ALL_OFF))
+    print(f"- {SAME_COMPUTATION_ROW} = all levers off, then " + " ".join(SAME_COMPUTATION_KERNELS))
     print(f"- Whisper window: {windows[False]} s untrimmed, {windows[True]} s trimmed (longest training clip)")
     for key, rows in results.items():
         resolved = next((r.get("bf16") for r in rows if r["name"] == "ser-hf defaults"), None)
@@ -696,6 +733,13 @@ def main() -> int:
     for key, rows in results.items():
         title = "wav2vec2-base-sized (random init, 94 M parameters)" if key == "wav2vec2" else "Whisper tiny.en encoder"
         print_rows(title, rows, peaks, references[key], gpu=gpu)
+
+    if args.repeats > 1:
+        print(f"\n### Every run's clips/s ({args.repeats} round-robin runs per row; the tables show the median run)\n")
+        for key, rows in results.items():
+            for row in rows:
+                spread = ", ".join(f"{v:.2f}" for v in row.get("clips_per_s_runs", []))
+                print(f"- {key}: {row['name']}: {spread or 'no timed run'}")
 
     print("\n### Full-epoch padding on the real training split (actors 1-18, 1080 clips; model-free)\n")
     print("| sampler | untrimmed: padded/real samples | trimmed: padded/real samples |")
@@ -736,6 +780,7 @@ def main() -> int:
             "ser-hf defaults + trim_silence",
             "ser-hf defaults without trimming",
             workers_row_name(args.extra_row_workers),
+            SAME_COMPUTATION_ROW,
             "all levers off",
         ):
             if name not in by_name:

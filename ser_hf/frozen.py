@@ -174,12 +174,14 @@ def layer_features(
             raise ValueError("keep_layer needs a fixed-window encoder (Whisper): other encoders' lengths vary")
         positions = int(model.config.max_source_positions)
         features["hidden_state"] = datasets.Array2D(shape=(positions, hidden), dtype="float32")
+    cache_hit = cache_file.exists() and datasets.is_caching_enabled()  # then map reads the file and runs nothing
+    encoder = model if cache_hit else model.to(device or default_device())
     try:
         pooled = decoded.select_columns(["waveform"]).map(
             _pool_batch,
             batched=True,
             batch_size=1 if alone else batch_size,
-            fn_kwargs={"model": model.to(device or default_device()), "collator": collator, "keep_layer": keep_layer},
+            fn_kwargs={"model": encoder, "collator": collator, "keep_layer": keep_layer},
             remove_columns=["waveform"],
             features=features,
             cache_file_name=str(cache_file),

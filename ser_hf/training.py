@@ -6,6 +6,7 @@ The same three dataclasses (`ModelArguments`, `DataArguments`, `SERTrainingArgum
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -26,10 +28,12 @@ from .atomic import write_json_atomic
 from .corpora import load_ravdess
 from .errors import SerHfError
 from .evaluation import flat_metrics, make_compute_metrics, score
+from .fast_dropout import FastDropout, fast_dropout_pays
 from .features import (
     AudioCollator,
     SkippedClip,
     clip_lengths,
+    is_fixed_window,
     min_input_samples,
     prepare_audio,
     skip_report,
@@ -176,10 +180,33 @@ class SERTrainingArguments(TrainingArguments):
         nargs="?",  # a bare --bf16 still means true, as in TrainingArguments
         const=True,
     )
+    cudnn_attention: bool | None = _arg(
+        None,
+        "Let SDPA attention use cuDNN's kernels on a CUDA GPU. Unset (the default): only for fixed-window models "
+        "(Whisper). cuDNN builds an execution plan for every new input shape, and length-grouped, trimmed batches "
+        "change shape at almost every step (the suspected cause of the slow GPU defaults measured on an H200).",
+        nargs="?",
+        const=True,
+    )
+    fast_dropout: bool | None = _arg(
+        None,
+        "Draw dropout masks with 16 random bits per element instead of one random number (ser_hf.fast_dropout: "
+        "the same keep probability to within 7.6e-6, the mean kept exactly). Unset (the default): on when "
+        "training on the CPU without gradient checkpointing: a wav2vec2-base step 1.23x faster in fp32 and 1.35x "
+        "under bf16 autocast on 2 cores (bench/dropout_speed.py). CUDA's dropout is already fused, and "
+        "checkpointed layers would be recomputed with other masks.",
+        nargs="?",
+        const=True,
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 and not self.use_cpu and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
             self.use_cpu = True  # bf16 asked for on a machine without an accelerator: autocast on the CPU
+        if self.fast_dropout and self.gradient_checkpointing:
+            raise ValueError(
+                "--fast_dropout true cannot be combined with --gradient_checkpointing: the backward pass "
+                "recomputes checkpointed layers with torch's own dropout, so their masks would not match"
+            )
         super().__post_init__()
 
 
@@ -242,11 +269,17 @@ class EpochSeededSampler(torch.utils.data.Sampler):
         return iter(self.sampler)
 
 
+#: SDPA's backends other than cuDNN's, in torch's order of preference.
+NON_CUDNN_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
 class SERTrainer(Trainer):
     """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips.
 
     With ``train_sampling_strategy="group_by_length"`` it groups by the decoded ``length`` column, read as
-    one list (the stock sampler looks each length up row by row: ~5 s per epoch for 1080 clips).
+    one list (the stock sampler looks each length up row by row: ~5 s per epoch for 1080 clips). Training
+    steps on a CPU draw their dropout masks with `ser_hf.fast_dropout.FastDropout` (``--fast_dropout``), and
+    on a CUDA GPU steps over varying input lengths keep SDPA off cuDNN's kernels (``--cudnn_attention``).
     """
 
     def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
@@ -281,6 +314,38 @@ class SERTrainer(Trainer):
         generator = torch.Generator().manual_seed(seed)
         sampler = self._length_grouped_sampler(eval_dataset, self.args.eval_batch_size, generator)
         return sampler if sampler is not None else super()._get_eval_sampler(eval_dataset)
+
+    def uses_fast_dropout(self) -> bool:
+        """Whether training steps draw dropout with `FastDropout` (``--fast_dropout``; unset: on a CPU)."""
+        if self.args.torch_compile or self.args.gradient_checkpointing:
+            return False  # a compiled graph draws its own dropout; see SERTrainingArguments.fast_dropout
+        chosen = getattr(self.args, "fast_dropout", False)
+        return fast_dropout_pays(self.args.device) if chosen is None else bool(chosen)
+
+    def uses_cudnn_attention(self) -> bool:
+        """Whether SDPA may pick cuDNN's attention (``--cudnn_attention``; unset: fixed-window inputs only)."""
+        chosen = getattr(self.args, "cudnn_attention", True)
+        if chosen is not None:
+            return bool(chosen)
+        collator = self.train_collator or self.data_collator
+        return is_fixed_window(getattr(collator, "feature_extractor", None))
+
+    def kernel_choices(self, training: bool) -> contextlib.ExitStack:
+        """The context a step runs in: fast dropout (training, CPU), SDPA without cuDNN (CUDA, varying shapes)."""
+        stack = contextlib.ExitStack()
+        if training and self.uses_fast_dropout():
+            stack.enter_context(FastDropout())  # the step's backward pass runs inside it too
+        if self.args.device.type == "cuda" and not self.uses_cudnn_attention():
+            stack.enter_context(sdpa_kernel(NON_CUDNN_ATTENTION))
+        return stack
+
+    def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with self.kernel_choices(training=True):
+            return super().training_step(*args, **kwargs)
+
+    def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self.kernel_choices(training=False):
+            return super().prediction_step(*args, **kwargs)
 
     def get_train_dataloader(self):
         if self.train_collator is None:
