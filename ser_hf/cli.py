@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -242,7 +243,8 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from .training import parse_args, run_training
 
     model_args, data_args, training_args = parse_args(rest)
-    outcome = run_training(model_args, data_args, training_args)
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout keeps only the results
+        outcome = run_training(model_args, data_args, training_args)
     print(json.dumps(outcome.test_metrics, indent=2))
     if outcome.hub_commit_url:
         print("pushed:", outcome.hub_commit_url)

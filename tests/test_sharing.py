@@ -199,8 +199,9 @@ def test_cli_train_prints_the_pushed_commit(tiny_wav2vec2, fake_hub, tmp_path, c
     captured = capsys.readouterr()
     commits = fake_hub.commits_to("me/ser-cli")
     assert code == 0 and len(commits) == 1
-    assert '"test_ua"' in captured.out
-    assert captured.out.rstrip().endswith(f"pushed: https://huggingface.co/me/ser-cli/commit/{commits[0].oid}")
+    metrics, pushed = captured.out.rstrip().rsplit("\n", 1)  # stdout holds the results only: the logs go to stderr
+    assert "test_ua" in json.loads(metrics) and "'train_runtime':" in captured.err
+    assert pushed == f"pushed: https://huggingface.co/me/ser-cli/commit/{commits[0].oid}"
 
 
 def test_checkpoint_pushes_are_turned_off_with_a_warning(caplog):
