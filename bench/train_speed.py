@@ -102,6 +102,7 @@ DEFAULTS_ABLATION = [
     ("ser-hf defaults without sdpa", ["--attn_implementation", "eager"]),
     ("ser-hf defaults without fast_dropout", ["--fast_dropout", "false"]),
     ("ser-hf defaults with cudnn attention", ["--cudnn_attention", "true"]),
+    ("ser-hf defaults + pad to 0.5 s", ["--pad_to_multiple_of_seconds", "0.5"]),
 ]
 
 
@@ -586,7 +587,7 @@ def main() -> int:
         "--defaults_ablation",
         action="store_true",
         help="Also time the defaults with one lever flipped at a time (bf16, length grouping, SDPA, fast dropout, "
-        "cuDNN attention).",
+        "cuDNN attention, padding to 0.5 s multiples).",
     )
     args = parser.parse_args()
     if args._child:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -90,6 +91,21 @@ def test_freeze_layers_trains_only_the_layers_above(lever_run):
     assert not changed("encoder.layers.0.")
     assert not changed("feature_projection.")
     assert changed("encoder.layers.1.")
+
+
+def test_padding_to_a_multiple_rounds_batches_up_and_masks_the_rest(tmp_path, corpus, tiny_hubert):
+    outcome = finetune(
+        tiny_hubert, corpus, output_dir=str(tmp_path / "out"), test_actors=[8], eval_actors=[7], max_steps=1,
+        pad_to_multiple_of_seconds=0.25, decode_cache_dir=str(tmp_path / "decoded"), disable_tqdm=True,
+    )  # fmt: skip
+    trainer = outcome.trainer
+    assert trainer.train_collator.pad_to_multiple_of == trainer.data_collator.pad_to_multiple_of == 4000
+    clips = [np.ones(5000, np.float32), np.ones(9100, np.float32)]
+    batch = trainer.train_collator.encode(clips)
+    assert batch["input_values"].shape == (2, 12000)  # 9100 rounded up to 3 x 4000
+    assert batch["attention_mask"].sum(dim=1).tolist() == [5000, 9100]
+    plain = dataclasses.replace(trainer.train_collator, pad_to_multiple_of=None).encode(clips)
+    assert plain["input_values"].shape == (2, 9100)
 
 
 def test_attn_implementation_reaches_the_model(lever_run):
