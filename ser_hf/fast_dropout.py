@@ -93,7 +93,10 @@ def _attention_with_fast_dropout(
         scores = scores.masked_fill(~causal, float("-inf"))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    weights = fast_dropout(torch.softmax(scores, dim=-1), dropout_p)
+    weights = torch.softmax(scores, dim=-1)
+    if attn_mask is not None or is_causal:  # a query that may attend to nothing gets zeros, as in SDPA, not NaN
+        weights = weights.masked_fill(torch.isneginf(scores).all(dim=-1, keepdim=True), 0.0)
+    weights = fast_dropout(weights, dropout_p)
     return torch.matmul(weights, value)
 
 
