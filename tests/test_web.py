@@ -3,6 +3,7 @@ real headless Chromium driving the page (skipped with a reason where Chromium or
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -396,15 +397,22 @@ def test_browser_bad_uploads_get_readable_messages(tab, media):
     assert "exceed the maximum allowed size" in toast.inner_text() and "huge.wav" in toast.inner_text()
 
 
-def _start_live_recording(web, attempts: int = 3) -> None:
+def _start_live_recording(web, attempts: int = 4) -> None:
     """Start the live microphone and wait until its chunks reach the server.
 
     Gradio 6's streaming recorder now and then never opens its stream (the status stays at the start
     event's "Listening…" and no chunk reaches the server; seen in about 1 of 4 full runs of this file).
-    A visitor would reload and press record again; so does this, at most ``attempts`` times.
+    The console then says "Failed to construct 'MediaRecorder' ... (audio/wav) is not supported": the
+    recorder loads its WAV encoder lazily and registers it without awaiting the registration, so a press
+    that comes too soon falls back to the browser's own recorder, which has no WAV. A visitor would wait,
+    reload and press record again; so does this (waiting for the page's lazy modules, and longer each
+    time), at most ``attempts`` times.
     """
     for attempt in range(1, attempts + 1):
         web.get_by_role("tab", name="Live microphone").click()
+        with contextlib.suppress(Exception):  # Gradio may hold a connection open: then this just times out
+            web.wait_for_load_state("networkidle", timeout=10_000)
+        web.wait_for_timeout(1_000 * attempt)
         web.click("#live-input .record-button")
         try:
             _wait_status(web, "Listening: ", timeout=30_000)  # seconds heard: the server has chunks
