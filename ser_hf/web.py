@@ -53,8 +53,9 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 #: this is taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
 QUIET_FLOOR_DB = -75.0
 TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score"]
-#: Microphone chunks arriving within this many seconds of a stop are the finished recording's tail.
-LIVE_TAIL_SECONDS = 2.0
+EMPTY_RECORDING = "⚠️ The recording is empty: no audio reached the server. Check the microphone and try again."
+#: A stop pressed within this many seconds of a recording's summary belongs to that recording.
+STOP_GRACE_SECONDS = 5.0
 
 
 def _escape_markdown(text: str) -> str:
@@ -100,9 +101,9 @@ class LiveSession:
     sampling_rate: int
     segments: list[Segment] = field(default_factory=list)
     seconds: float = 0.0
-    #: When the visitor pressed stop (``time.monotonic()``); ``None`` while recording.
+    #: When the recording was summarised (``time.monotonic()``); ``None`` while recording.
     stopped_at: float | None = None
-    #: Held while a chunk or the stop is processed, so a stop never interleaves with a chunk.
+    #: Held while a chunk or the summary is processed, so the two never interleave.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
@@ -133,7 +134,6 @@ class EmotionPage:
         self.hop_seconds = hop_seconds
         self.smoothing = smoothing
         self.silence_threshold_db = silence_threshold_db
-        self.live_tail_seconds = LIVE_TAIL_SECONDS
 
     @property
     def max_upload_bytes(self) -> int:
@@ -240,21 +240,17 @@ class EmotionPage:
     def live_chunk(self, session: LiveSession | None, chunk: Any) -> tuple[LiveSession | None, PageView | None]:
         """One microphone chunk (``(sampling_rate, samples)``, int16 or float) → the session and the view.
 
-        The browser sends the recorder's last buffered audio after the stop; a chunk that arrives within
-        ``live_tail_seconds`` of a stop belongs to the finished recording and gives no view (``None``: keep
-        the summary on screen). A later chunk starts a new recording.
+        A chunk after a summarised recording starts a new one. (The browser's last buffered audio, sent
+        when the visitor presses stop, still belongs to the recording: the summary comes after the stream
+        has ended, see `build_app`.)
         """
         if chunk is None:
             return session, PageView("🎙️ Listening…")
-        if session is not None and session.stopped_at is not None:
-            if time.monotonic() - session.stopped_at < self.live_tail_seconds:
-                return session, None
-            session = None
-        if session is None:
+        if session is None or session.stopped_at is not None:
             return self._live_chunk(None, chunk)
         with session.lock:
-            if session.stopped_at is not None:  # stopped while this chunk waited
-                return session, None
+            if session.stopped_at is not None:  # summarised while this chunk waited
+                return self._live_chunk(None, chunk)
             return self._live_chunk(session, chunk)
 
     def _live_chunk(self, session: LiveSession | None, chunk: Any) -> tuple[LiveSession | None, PageView]:
@@ -290,13 +286,19 @@ class EmotionPage:
             segments=list(session.segments),
         )
 
+    def live_stop_pressed(self, session: LiveSession | None) -> PageView | None:
+        """The stop button: ``None`` when the recording's summary is coming or has just come (keep the page
+        as it is), else a message that no audio reached the server."""
+        if session is None or session.seconds == 0:
+            return PageView(EMPTY_RECORDING, error=True)
+        if session.stopped_at is None or time.monotonic() - session.stopped_at < STOP_GRACE_SECONDS:
+            return None
+        return PageView(EMPTY_RECORDING, error=True)  # the last summary is old: this recording sent nothing
+
     def live_stop(self, session: LiveSession | None) -> PageView:
         """End of a live recording: cover its tail and summarise the whole of it."""
         if session is None or session.seconds == 0:
-            return PageView(
-                "⚠️ The recording is empty: no audio reached the server. Check the microphone and try again.",
-                error=True,
-            )
+            return PageView(EMPTY_RECORDING, error=True)
         with session.lock:
             session.stopped_at = time.monotonic()
             try:
@@ -388,12 +390,14 @@ def build_app(
 
     def live_chunk(chunk: Any, session: LiveSession | None) -> tuple[Any, ...]:
         session, view = page.live_chunk(session, chunk)
-        if view is None:  # the tail of a stopped recording: leave its summary on screen
-            return (session, gr.skip(), gr.skip(), gr.skip(), gr.skip())
         return (session, *show(view))
 
+    def live_stop_pressed(session: LiveSession | None) -> tuple[Any, ...]:
+        view = page.live_stop_pressed(session)
+        return tuple(gr.skip() for _ in range(4)) if view is None else show(view)
+
     def live_stop(session: LiveSession | None) -> tuple[Any, ...]:
-        return (session, *show(page.live_stop(session)))  # the stopped session: late chunks are recognised
+        return show(page.live_stop(session))  # marks the session (shared with the state) as summarised
 
     labels = ", ".join(recognizer.labels)
     # uploads and recordings are deleted from the server an hour after they arrive
@@ -433,10 +437,14 @@ def build_app(
         audio_in.upload(**analysis, api_name="analyse", concurrency_limit=concurrency_limit)
         audio_in.stop_recording(**analysis, api_name="analyse_recording", concurrency_limit=concurrency_limit)
         audio_in.clear(lambda: show(PageView("Upload a file or record from the microphone.")), None, outputs)
-        # the start event leaves the session alone (a late start must not drop the first chunks); a stopped
-        # session is replaced by the first chunk after its tail (EmotionPage.live_chunk)
+        # The start event leaves the session alone (a late start must not drop the first chunks); a summarised
+        # session is replaced by the next recording's first chunk (EmotionPage.live_chunk). The summary runs
+        # after the stream event has ended: when it ends, Gradio sends the stream's last output once more,
+        # which would overwrite a summary given by the stop event itself, and the browser's last buffered
+        # audio (sent on stop) is then part of the recording. The stop event only reports a stream that
+        # never began (no audio reached the server).
         live_in.start_recording(live_start, None, outputs, api_visibility="private")
-        live_in.stream(
+        live = live_in.stream(
             live_chunk,
             inputs=[live_in, session],
             outputs=[session, *outputs],
@@ -447,7 +455,8 @@ def build_app(
             show_progress="hidden",
             api_visibility="private",
         )
-        live_in.stop_recording(live_stop, inputs=session, outputs=[session, *outputs], api_visibility="private")
+        live.then(live_stop, inputs=session, outputs=outputs, api_visibility="private")
+        live_in.stop_recording(live_stop_pressed, inputs=session, outputs=outputs, api_visibility="private")
     app.ser_hf_page = page  # the page logic, for tests and for `launch`'s upload limit
     return app
 

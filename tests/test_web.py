@@ -173,23 +173,29 @@ def test_live_sessions_are_separate_and_match_the_stream(page, recognizer):
         assert "Recording" in session_end.message and not session_end.error
 
 
-def test_chunks_after_stop_keep_the_summary_then_start_a_new_recording(page):
-    """The browser sends its last buffered audio after the stop: it must not replace the summary."""
+def test_a_chunk_after_the_summary_starts_a_new_recording(page):
     chunks = _mic_chunks(synth_clip(5, 7, 1, seconds=4.0), 48_000, [4800] * 40)
     session = None
-    for chunk in chunks[:-2]:
+    for chunk in chunks[:-1]:
         session, _ = page.live_chunk(session, chunk)
     summary = page.live_stop(session)
-    assert "Recording (" in summary.message and session.stopped_at is not None
+    assert "Recording (3.9 s)" in summary.message and session.stopped_at is not None
     seconds, segments = session.seconds, list(session.segments)
-    late, view = page.live_chunk(session, chunks[-2])
-    assert view is None and late is session and (session.seconds, session.segments) == (seconds, segments)
-    page.live_tail_seconds = 0.0  # later chunks are a new recording
-    try:
-        fresh, view = page.live_chunk(session, chunks[-1])
-    finally:
-        page.live_tail_seconds = 2.0
+    fresh, view = page.live_chunk(session, chunks[-1])
     assert fresh is not session and fresh.seconds == pytest.approx(0.1) and "Listening: 0.1 s" in view.message
+    assert (session.seconds, session.segments) == (seconds, segments)  # the summarised recording is untouched
+
+
+def test_the_stop_button_waits_for_the_summary_unless_no_audio_came(page):
+    """The summary follows the stream's end; the stop event itself speaks only for a stream that never began."""
+    assert page.live_stop_pressed(None).error
+    session, _ = page.live_chunk(None, _mic_chunks(synth_clip(5, 7, 1, seconds=0.5), 16_000, [8000])[0])
+    assert page.live_stop_pressed(session) is None  # recording: its summary is coming
+    page.live_stop(session)
+    assert page.live_stop_pressed(session) is None  # just summarised: this stop was that recording's
+    session.stopped_at -= 60  # a stop long after the last summary: this recording sent nothing
+    view = page.live_stop_pressed(session)
+    assert view.error and "no audio reached the server" in view.message
 
 
 def test_live_view_while_speaking_shows_the_latest_window(page):
@@ -439,6 +445,8 @@ def test_browser_live_microphone_updates_while_speaking(tab, recognizer):
     tab.click("#live-input .stop-button")
     summary = _wait_status(tab, "Recording (", timeout=60_000)
     assert "mostly" in summary or "no speech" in summary
+    tab.wait_for_timeout(3_000)  # nothing that arrives after the summary (the stream's last output) replaces it
+    assert _status(tab).replace("\\", "") == summary
     tab.wait_for_selector("#timeline-plot canvas, #timeline-plot svg", timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "web-live.png"), full_page=True)
