@@ -9,6 +9,7 @@ model's own feature extractor.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -105,6 +106,27 @@ def _decode_batch(batch: dict[str, list[Any]], column: str, settings: DecodeSett
             problems.append(_corpus_problem(err))
             reasons.append(err.reason)
     return {"waveform": waveforms, "length": lengths, "decode_problem": problems, "decode_reason": reasons}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A digest of a module's parameters and buffers (names and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def decoded_audio_key(
+    corpus: Dataset,
+    settings: DecodeSettings,
+    skipped: Sequence[SkippedClip] = (),
+    cache_dir: str | os.PathLike | None = None,
+) -> str:
+    """A name for what `prepare_audio` made of ``corpus`` (its sources, the settings, the clips it skipped):
+    the key of caches computed from the decoded audio."""
+    key = decode_cache_path(corpus, settings, cache_dir).stem
+    return Hasher.hash((key, [s.path for s in skipped])) if skipped else key
 
 
 def decode_cache_path(dataset: Dataset, settings: DecodeSettings, cache_dir: str | os.PathLike | None = None) -> Path:

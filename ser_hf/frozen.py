@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -41,7 +40,7 @@ from datasets.fingerprint import Hasher
 from torch import nn
 
 from .evaluation import unweighted_average_recall
-from .features import AudioCollator, min_input_samples
+from .features import AudioCollator, min_input_samples, weights_digest
 from .hardware import default_device
 from .modeling import WHISPER_POSITIONS_PER_SECOND, is_whisper
 
@@ -62,10 +61,6 @@ def encoder_of(model: nn.Module) -> nn.Module:
 
 def encoder_fingerprint(model: nn.Module, feature_extractor: Any) -> str:
     """Identity of everything that shapes the hidden states: encoder weights, config, feature extractor."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(encoder_of(model).state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     config = {k: v for k, v in model.config.to_dict().items() if k not in {"id2label", "label2id", "architectures"}}
     for key in (
         "num_labels",
@@ -77,7 +72,7 @@ def encoder_fingerprint(model: nn.Module, feature_extractor: Any) -> str:
         config.pop(key, None)
     extractor = feature_extractor.to_dict()
     extractor.pop("processor_class", None)
-    return Hasher.hash((digest.hexdigest(), config, extractor))
+    return Hasher.hash((weights_digest(encoder_of(model)), config, extractor))
 
 
 def speech_positions(model: nn.Module, feature_extractor: Any, samples: int, window_positions: int) -> int:
@@ -459,7 +454,7 @@ def prepare_encoder(
     skipped clips. A Whisper window fits the corpus' longest clip (after silence trimming) unless
     ``window_seconds`` is given; clips longer than the window are cut to it.
     """
-    from .features import DecodeSettings, decode_cache_path, prepare_audio
+    from .features import DecodeSettings, decoded_audio_key, prepare_audio
     from .modeling import load_backbone, shorten_whisper_window, whisper_window_seconds
 
     label_names = list(corpus.features["label"].names)
@@ -470,9 +465,7 @@ def prepare_encoder(
     decoded, skipped = prepare_audio(
         corpus, rate, trim_silence=trim_silence, cache_dir=decode_cache_dir, num_proc=num_proc
     )
-    audio_key = decode_cache_path(corpus, DecodeSettings(rate, trim_silence=trim_silence), decode_cache_dir).stem
-    if skipped:
-        audio_key = Hasher.hash((audio_key, [s.path for s in skipped]))
+    audio_key = decoded_audio_key(corpus, DecodeSettings(rate, trim_silence=trim_silence), skipped, decode_cache_dir)
     if is_whisper(model):
         seconds = window_seconds or whisper_window_seconds(max(decoded["length"]) / rate)
         shorten_whisper_window(model, feature_extractor, seconds)

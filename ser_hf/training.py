@@ -7,6 +7,7 @@ The same three dataclasses (`ModelArguments`, `DataArguments`, `SERTrainingArgum
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,13 +32,23 @@ from .evaluation import flat_metrics, make_compute_metrics, score
 from .fast_dropout import FastDropout, fast_dropout_pays
 from .features import (
     AudioCollator,
+    DecodeSettings,
     SkippedClip,
     clip_lengths,
+    decoded_audio_key,
     is_fixed_window,
     min_input_samples,
     prepare_audio,
     skip_report,
     window_samples,
+)
+from .front_end import (
+    FRONT_END_COLUMN,
+    FrontEndCollator,
+    add_front_end_features,
+    front_end_bypassed,
+    front_end_to_cache,
+    output_frames,
 )
 from .hardware import bf16_supported
 from .hub import defer_trainer_pushes, push_trained_model
@@ -64,6 +75,17 @@ class ModelArguments:
     )
     freeze_feature_encoder: bool = field(
         default=True, metadata={"help": "Freeze the CNN feature encoder (wav2vec2, HuBERT, WavLM, data2vec)."}
+    )
+    cache_front_end: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Run the frozen CNN front end once per clip and train on its cached outputs (ser_hf.front_end; "
+            "stored beside the decoded audio, reused by later epochs, folds and runs). Unset (the default): on "
+            "when the model has a frozen CNN front end (wav2vec2, HuBERT, WavLM, data2vec-audio) and is not "
+            "compiled. Clips are encoded one at a time, as at prediction.",
+            "nargs": "?",
+            "const": True,
+        },
     )
     freeze_base_model: bool = field(
         default=False, metadata={"help": "Freeze the whole encoder and train only the classification head."}
@@ -290,9 +312,16 @@ class SERTrainer(Trainer):
     on a CUDA GPU steps over varying input lengths keep SDPA off cuDNN's kernels (``--cudnn_attention``).
     """
 
-    def __init__(self, *args: Any, train_collator: AudioCollator | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        train_collator: AudioCollator | None = None,
+        front_end: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.train_collator = train_collator
+        self.front_end = front_end  # cached front end (--cache_front_end): batches carry its outputs
 
     def _length_grouped_sampler(self, dataset: Any, batch_size: int, generator: Any = None) -> Any:
         """`LengthGroupedSampler` over the precomputed ``length`` column read as one list (``None``: not applicable)."""
@@ -339,8 +368,10 @@ class SERTrainer(Trainer):
         return is_fixed_window(getattr(collator, "feature_extractor", None))
 
     def kernel_choices(self, training: bool) -> contextlib.ExitStack:
-        """The context a step runs in: fast dropout (training, CPU), SDPA without cuDNN (CUDA, varying shapes)."""
+        """The context a step runs in: the cached front end bypassed, fast dropout (training, CPU), SDPA
+        without cuDNN (CUDA, varying shapes)."""
         stack = contextlib.ExitStack()
+        stack.enter_context(front_end_bypassed(self.front_end))
         if training and self.uses_fast_dropout():
             stack.enter_context(FastDropout())  # the step's backward pass runs inside it too
         if self.args.device.type == "cuda" and not self.uses_cudnn_attention():
@@ -425,7 +456,8 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 
 def _training_columns(dataset: Dataset) -> Dataset:
-    return dataset.with_format("numpy", columns=["waveform", "label", "length"])
+    inputs = FRONT_END_COLUMN if FRONT_END_COLUMN in dataset.column_names else "waveform"
+    return dataset.with_format("numpy", columns=[inputs, "label", "length"])
 
 
 def run_training(
@@ -486,6 +518,20 @@ def run_training(
         )
         if skipped:
             logger.warning("The %d skipped file(s) are listed in %s", len(skipped), report_path)
+    min_samples = min_input_samples(model.config)
+    front_end = front_end_to_cache(model, model_args.cache_front_end, torch_compile=training_args.torch_compile)
+    if front_end is not None:
+        settings = DecodeSettings(rate, data_args.max_clip_seconds, data_args.trim_silence)
+        with training_args.main_process_first(desc="running the frozen front end"):
+            decoded = add_front_end_features(
+                decoded,
+                model,
+                feature_extractor,
+                audio_key=decoded_audio_key(corpus, settings, skipped, data_args.decode_cache_dir),
+                min_samples=min_samples,
+                cache_dir=data_args.decode_cache_dir,
+                device=training_args.device,
+            )
     splits = make_splits(decoded, data_args, seed=training_args.seed)
     if is_whisper(model):
         seconds = model_args.whisper_window_seconds or whisper_window_seconds(max(clip_lengths(splits["train"])) / rate)
@@ -497,12 +543,14 @@ def run_training(
     if not has_validation:
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
-    min_samples = min_input_samples(model.config)
     window = window_samples(feature_extractor)
     multiple = round(data_args.pad_to_multiple_of_seconds * rate) if data_args.pad_to_multiple_of_seconds else None
     max_train = int(data_args.max_train_seconds * rate) if data_args.max_train_seconds else None
     if window:
         max_train = min(max_train or window, window)
+    collator = AudioCollator
+    if front_end is not None:
+        collator = functools.partial(FrontEndCollator, frames_for=functools.partial(output_frames, model))
     card_facts = ModelCardFacts.for_run(
         model, feature_extractor, splits, model_args=model_args, data_args=data_args, training_args=training_args,
         skipped=len(skipped),
@@ -514,10 +562,11 @@ def run_training(
         train_dataset=_training_columns(splits["train"]),
         eval_dataset=_training_columns(splits["validation"]) if has_validation else None,
         processing_class=feature_extractor,
-        data_collator=AudioCollator(feature_extractor, window, min_samples=min_samples, pad_to_multiple_of=multiple),
-        train_collator=AudioCollator(
+        data_collator=collator(feature_extractor, window, min_samples=min_samples, pad_to_multiple_of=multiple),
+        train_collator=collator(
             feature_extractor, max_train, random_crop=True, min_samples=min_samples, pad_to_multiple_of=multiple
         ),
+        front_end=front_end,
         compute_metrics=make_compute_metrics(label_names),
         callbacks=[ModelCardCallback(card_facts), *(callbacks or ())],
     )

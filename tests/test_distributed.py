@@ -30,7 +30,7 @@ SINGLE_PROCESS_FILES = {
 
 RECORDER = r"""
 import json, os, runpy, sys
-from ser_hf import evaluation, features, recognizer
+from ser_hf import evaluation, front_end, recognizer
 
 log = open(os.path.join(os.environ["SER_HF_TEST_LOG"], f"rank{os.environ.get('RANK', '0')}.jsonl"), "a")
 
@@ -38,12 +38,12 @@ def record(kind, **data):
     log.write(json.dumps({"kind": kind, **data}) + "\n")
     log.flush()
 
-collate = features.AudioCollator.__call__
+collate = front_end.FrontEndCollator.__call__  # cached front-end features (the default), else waveforms
 def recording_collate(self, rows):
     if self.random_crop:  # the training collator
         record("train_batch", clips=[[int(row["length"]), int(row["label"])] for row in rows])
     return collate(self, rows)
-features.AudioCollator.__call__ = recording_collate
+front_end.FrontEndCollator.__call__ = recording_collate
 
 score = evaluation.score
 def recording_score(predictions, references, label_names):
