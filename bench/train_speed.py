@@ -100,6 +100,8 @@ SAME_COMPUTATION_ROW = "levers that change the computation off"
 SAME_COMPUTATION_KERNELS = ["--attn_implementation", "sdpa", "--fast_dropout", "true"]
 #: Only for models with a CNN front end (not Whisper).
 FRONT_END_CACHE = ["--cache_front_end", "true"]
+#: wav2vec2-base's CNN front end: output channels, and input samples per output frame (20 ms).
+FRONT_END_CHANNELS, FRONT_END_HOP = 512, 320
 
 
 #: The defaults with one lever flipped at a time (``--defaults_ablation``).
@@ -541,6 +543,8 @@ def print_rows(
         padded = None
         if row.get("shapes") and len(row["shapes"][0]) == 2:  # raw waveforms: (batch, samples)
             padded = sum(s[1] for s in row["shapes"]) / len(row["shapes"]) / RATE
+        elif row.get("shapes") and row["shapes"][0][1] == FRONT_END_CHANNELS:  # cached front end: (batch, 512, frames)
+            padded = sum(s[2] for s in row["shapes"]) / len(row["shapes"]) * FRONT_END_HOP / RATE
         gflops = row.get("gflops_per_s")
         cells = [
             row["name"],
@@ -587,8 +591,9 @@ def main() -> int:
     )
     parser.add_argument("--json", default=None, help="Also write every figure to this JSON file.")
     parser.add_argument(
-        "--skip_startup", action="store_true", help="Skip the time-before-the-first-step runs (two per model)."
+        "--skip_startup", action="store_true", help="Skip the time-before-the-first-step runs (two or three per model)."
     )
+    parser.add_argument("--startup_only", action="store_true", help="Only the time-before-the-first-step runs.")
     parser.add_argument(
         "--extra_row_workers",
         type=int,
@@ -705,6 +710,7 @@ def main() -> int:
             spec = spec_for(model, whisper_flags(workers, default_trim) if is_whisper else workers)
             plan.append((workers_row_name(args.extra_row_workers), spec))
         plan = [(name, spec) for name, spec in plan if not wanted_rows or name in wanted_rows]
+        plan = [] if args.startup_only else plan
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
         for repeat in range(args.repeats):  # round-robin: a slow spell of a shared machine hits every row alike
             for name, spec in plan:
@@ -716,7 +722,7 @@ def main() -> int:
         results[key] = [median_run(runs[name]) for name, _ in plan]
         startup_rows = [("all levers off", ALL_OFF), ("ser-hf defaults", [])]
         if not is_whisper:  # the first defaults run fills the front-end cache for the whole corpus (once, ever)
-            startup_rows.insert(1, ("ser-hf defaults, first run (front-end cache filled if cold)", []))
+            startup_rows.insert(1, ("ser-hf defaults (first run: fills a cold front-end cache)", []))
         for name, flags in startup_rows:
             if args.skip_startup or (wanted_rows and not name.startswith(tuple(wanted_rows))):
                 continue
