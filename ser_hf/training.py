@@ -307,9 +307,11 @@ class SERTrainer(Trainer):
     """A `Trainer` that crops training clips at random (its own collator) and evaluates on whole clips.
 
     With ``train_sampling_strategy="group_by_length"`` it groups by the decoded ``length`` column, read as
-    one list (the stock sampler looks each length up row by row: ~5 s per epoch for 1080 clips). Training
-    steps on a CPU draw their dropout masks with `ser_hf.fast_dropout.FastDropout` (``--fast_dropout``), and
-    on a CUDA GPU steps over varying input lengths keep SDPA off cuDNN's kernels (``--cudnn_attention``).
+    one list (the stock sampler looks each length up row by row: ~5 s per epoch for 1080 clips). With
+    ``front_end`` (`--cache_front_end`) batches carry the frozen CNN's cached outputs and every step runs with
+    that CNN bypassed (`ser_hf.front_end`). Training steps on a CPU draw their dropout masks with
+    `ser_hf.fast_dropout.FastDropout` (``--fast_dropout``), and on a CUDA GPU steps over varying input lengths
+    keep SDPA off cuDNN's kernels (``--cudnn_attention``).
     """
 
     def __init__(
