@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from paired import print_pairs, time_pairs
 
 from ser_hf.fast_dropout import FastDropout, fast_dropout
 
@@ -67,12 +68,7 @@ def main() -> None:
         optimizer.zero_grad()
         return time.perf_counter() - began
 
-    step(False), step(True)  # warm-up
-    native, fast = [], []
-    for i in range(args.pairs):
-        native.append(step(False))
-        fast.append(step(True))
-        print(f"pair {i + 1}: native {native[-1]:.2f} s, fast {fast[-1]:.2f} s", file=sys.stderr, flush=True)
+    native, fast = time_pairs(lambda: step(False), lambda: step(True), args.pairs, ("native", "fast"))
     frames = int(model._get_feat_extract_output_lengths(torch.tensor(inputs.shape[1])))
     alone = time_dropout_alone(frames, 8)
 
@@ -80,14 +76,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads)\n")  # fmt: skip
     print(f"- wav2vec2-base-sized, {args.attn} attention, {'bf16 autocast' if args.bf16 else 'fp32'}, batch 8 x "
           f"{args.seconds} s ({frames} frames), {args.pairs} alternating pairs after one warm-up pair\n")  # fmt: skip
-    print("| dropout | mean s/step | median s/step | min s/step |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, times in (("torch (native)", native), ("ser_hf.fast_dropout", fast)):
-        print(f"| {name} | {statistics.mean(times):.2f} | {statistics.median(times):.2f} | {min(times):.2f} |")
-    ratios = [n / f for n, f in zip(native, fast, strict=True)]
-    print(f"\nMedian per-pair speed-up (native / fast step time): {statistics.median(ratios):.2f}x "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f}); mean-time ratio "
-          f"{statistics.mean(native) / statistics.mean(fast):.2f}x")  # fmt: skip
+    print_pairs("dropout", ("torch (native)", "ser_hf.fast_dropout"), native, fast)
     print(f"One dropout forward + backward on (8, {frames}, 3072): native {alone['native']:.1f} ms, "
           f"fast {alone['fast']:.1f} ms ({alone['native'] / alone['fast']:.2f}x)")  # fmt: skip
 

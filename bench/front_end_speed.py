@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from paired import print_pairs, time_pairs
 
 from ser_hf.fast_dropout import FastDropout
 from ser_hf.front_end import FRONT_END_COLUMN, FrontEndCollator, front_end_bypassed, output_frames
@@ -69,26 +70,14 @@ def main() -> None:
         optimizer.zero_grad()
         return time.perf_counter() - began
 
-    step(False), step(True)  # warm-up
-    every, cached = [], []
-    for i in range(args.pairs):
-        every.append(step(False))
-        cached.append(step(True))
-        print(f"pair {i + 1}: CNN every step {every[-1]:.2f} s, cached {cached[-1]:.2f} s", file=sys.stderr, flush=True)
+    every, cached = time_pairs(lambda: step(False), lambda: step(True), args.pairs, ("CNN every step", "cached"))
 
     print(f"\n## The frozen front end and the training step (bench/front_end_speed.py; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)\n")  # fmt: skip
     precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"- wav2vec2-base-sized, SDPA, fast dropout, {precision}, batch 8 x {args.seconds} s "
           f"({features.shape[2]} frames), {args.pairs} alternating pairs after one warm-up pair\n")  # fmt: skip
-    print("| front end | mean s/step | median s/step | min s/step |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, times in (("CNN run every step", every), ("cached outputs (--cache_front_end)", cached)):
-        print(f"| {name} | {statistics.mean(times):.2f} | {statistics.median(times):.2f} | {min(times):.2f} |")
-    ratios = [e / c for e, c in zip(every, cached, strict=True)]
-    print(f"\nMedian per-pair speed-up (CNN every step / cached): {statistics.median(ratios):.2f}x "
-          f"(range {min(ratios):.2f}-{max(ratios):.2f}); mean-time ratio "
-          f"{statistics.mean(every) / statistics.mean(cached):.2f}x")  # fmt: skip
+    print_pairs("front end", ("CNN run every step", "cached outputs (--cache_front_end)"), every, cached)
     print(f"Encoding the 8 clips once, one at a time: {encode_s:.2f} s (the cache's one-off cost for them)")
 
 

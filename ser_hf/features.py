@@ -117,6 +117,44 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def extractor_settings(feature_extractor: Any) -> dict[str, Any]:
+    """A feature extractor's settings, for cache keys (without the processor class it was saved with)."""
+    settings = feature_extractor.to_dict()
+    settings.pop("processor_class", None)
+    return settings
+
+
+def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ser-hf keeps its Arrow caches: ``cache_dir``, else ``ser_hf`` in the datasets cache (created)."""
+    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def is_cached(cache_file: Path) -> bool:
+    """Whether a `map` onto ``cache_file`` will read it and run nothing."""
+    return cache_file.exists() and datasets.is_caching_enabled()
+
+
+def add_waveform_columns(
+    decoded: Dataset, fn: Any, *, fn_kwargs: dict[str, Any], features: datasets.Features, cache_file: Path,
+    desc: str, batch_size: int = 16,
+) -> Dataset:  # fmt: skip
+    """Columns computed by ``fn`` from ``decoded``'s waveforms, cached in ``cache_file``, joined beside them."""
+    computed = decoded.select_columns(["waveform"]).map(
+        fn,
+        batched=True,
+        batch_size=batch_size,
+        fn_kwargs=fn_kwargs,
+        remove_columns=["waveform"],
+        features=features,
+        cache_file_name=str(cache_file),
+        new_fingerprint=cache_file.stem,
+        desc=desc,
+    )
+    return datasets.concatenate_datasets([decoded, computed], axis=1)
+
+
 def decoded_audio_key(
     corpus: Dataset,
     settings: DecodeSettings,
@@ -133,8 +171,7 @@ def decode_cache_path(dataset: Dataset, settings: DecodeSettings, cache_dir: str
     """Where `prepare_audio` keeps the decoded samples for this corpus and these settings."""
     column = audio_column(dataset)
     key = Hasher.hash((DECODE_VERSION, _source_fingerprint(dataset, column), settings))
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf"
-    return root / f"decoded-{key}.arrow"
+    return cache_folder(cache_dir) / f"decoded-{key}.arrow"
 
 
 def prepare_audio(
@@ -156,7 +193,6 @@ def prepare_audio(
     settings = DecodeSettings(sampling_rate, max_seconds, trim_silence)
     column = audio_column(dataset)
     cache_file = decode_cache_path(dataset, settings, cache_dir)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     new_columns = datasets.Features(
         {
             "waveform": datasets.Sequence(datasets.Value("float32")),

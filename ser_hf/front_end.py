@@ -19,7 +19,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -29,7 +28,7 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 from torch import nn
 
-from .features import AudioCollator, weights_digest
+from .features import AudioCollator, add_waveform_columns, cache_folder, extractor_settings, is_cached, weights_digest
 from .hardware import default_device
 
 #: Bump when the cached features change, so old caches are not reused.
@@ -110,35 +109,31 @@ def add_front_end_features(
             f"{type(model).__name__} has no frozen CNN front end to cache (freeze it with freeze_feature_encoder; "
             "Whisper and other models without one train on waveforms or features as they are)"
         )
-    extractor = feature_extractor.to_dict()
-    extractor.pop("processor_class", None)
-    key = Hasher.hash((FRONT_END_VERSION, audio_key, weights_digest(module), extractor, min_samples))
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf"
-    root.mkdir(parents=True, exist_ok=True)
-    cache_file = root / f"front-end-{key}.arrow"
+    settings = extractor_settings(feature_extractor)
+    key = Hasher.hash((FRONT_END_VERSION, audio_key, weights_digest(module), settings, min_samples))
+    cache_file = cache_folder(cache_dir) / f"front-end-{key}.arrow"
     channels = int(model.config.conv_dim[-1])
     features = datasets.Features({FRONT_END_COLUMN: datasets.Array2D(shape=(None, channels), dtype="float32")})
     collator = AudioCollator(feature_extractor, min_samples=min_samples)
     was_on = next(module.parameters()).device
     on = torch.device(device) if device is not None else default_device()
-    cache_hit = cache_file.exists() and datasets.is_caching_enabled()  # then map reads the file and runs nothing
     was_training = module.training
     module.eval()
     try:
-        encoded = decoded.select_columns(["waveform"]).map(
+        return add_waveform_columns(
+            decoded,
             _encode_batch,
-            batched=True,
-            batch_size=16,
-            fn_kwargs={"module": module if cache_hit else module.to(on), "collator": collator, "device": on},
-            remove_columns=["waveform"],
+            fn_kwargs={
+                "module": module if is_cached(cache_file) else module.to(on),
+                "collator": collator,
+                "device": on,
+            },
             features=features,
-            cache_file_name=str(cache_file),
-            new_fingerprint=cache_file.stem,
+            cache_file=cache_file,
             desc="Running the frozen front end once per clip",
         )
     finally:
         module.to(was_on).train(was_training)
-    return datasets.concatenate_datasets([decoded, encoded], axis=1)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -40,7 +39,15 @@ from datasets.fingerprint import Hasher
 from torch import nn
 
 from .evaluation import unweighted_average_recall
-from .features import AudioCollator, min_input_samples, weights_digest
+from .features import (
+    AudioCollator,
+    add_waveform_columns,
+    cache_folder,
+    extractor_settings,
+    is_cached,
+    min_input_samples,
+    weights_digest,
+)
 from .hardware import default_device
 from .modeling import WHISPER_POSITIONS_PER_SECOND, is_whisper
 
@@ -70,9 +77,7 @@ def encoder_fingerprint(model: nn.Module, feature_extractor: Any) -> str:
         "transformers_version",
     ):
         config.pop(key, None)
-    extractor = feature_extractor.to_dict()
-    extractor.pop("processor_class", None)
-    return Hasher.hash((weights_digest(encoder_of(model)), config, extractor))
+    return Hasher.hash((weights_digest(encoder_of(model)), config, extractor_settings(feature_extractor)))
 
 
 def speech_positions(model: nn.Module, feature_extractor: Any, samples: int, window_positions: int) -> int:
@@ -149,9 +154,9 @@ def layer_features(
     """
     model.eval()
     key = Hasher.hash((FEATURES_VERSION, audio_key, encoder_fingerprint(model, feature_extractor), keep_layer))
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf"
-    root.mkdir(parents=True, exist_ok=True)
-    cache_file = root / (f"layers-{key}.arrow" if keep_layer is None else f"layers{keep_layer}-{key}.arrow")
+    cache_file = cache_folder(cache_dir) / (
+        f"layers-{key}.arrow" if keep_layer is None else f"layers{keep_layer}-{key}.arrow"
+    )
     from .features import window_samples
 
     collator = AudioCollator(
@@ -169,23 +174,19 @@ def layer_features(
             raise ValueError("keep_layer needs a fixed-window encoder (Whisper): other encoders' lengths vary")
         positions = int(model.config.max_source_positions)
         features["hidden_state"] = datasets.Array2D(shape=(positions, hidden), dtype="float32")
-    cache_hit = cache_file.exists() and datasets.is_caching_enabled()  # then map reads the file and runs nothing
-    encoder = model if cache_hit else model.to(device or default_device())
+    encoder = model if is_cached(cache_file) else model.to(device or default_device())
     try:
-        pooled = decoded.select_columns(["waveform"]).map(
+        return add_waveform_columns(
+            decoded,
             _pool_batch,
-            batched=True,
-            batch_size=1 if alone else batch_size,
             fn_kwargs={"model": encoder, "collator": collator, "keep_layer": keep_layer},
-            remove_columns=["waveform"],
             features=features,
-            cache_file_name=str(cache_file),
-            new_fingerprint=cache_file.stem,
+            cache_file=cache_file,
             desc="Encoding (all layers, once)",
+            batch_size=1 if alone else batch_size,
         )
     finally:
         model.to("cpu")
-    return datasets.concatenate_datasets([decoded, pooled], axis=1)
 
 
 class WeightedLayerHead(nn.Module):

@@ -394,7 +394,7 @@ def build_app(
 
     def live_stop_pressed(session: LiveSession | None) -> tuple[Any, ...]:
         view = page.live_stop_pressed(session)
-        return tuple(gr.skip() for _ in range(4)) if view is None else show(view)
+        return (gr.skip(),) * len(outputs) if view is None else show(view)  # None: keep what the page shows
 
     def live_stop(session: LiveSession | None) -> tuple[Any, ...]:
         return show(page.live_stop(session))  # marks the session (shared with the state) as summarised
