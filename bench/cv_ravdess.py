@@ -6,13 +6,15 @@ Fold k tests actors 4k-3 … 4k; each fold's epoch is chosen on the next fold's 
 training actors), never on its test actors. Prints UA / WA / macro-F1 (mean ± std over the folds) and
 wall times for:
 
-- the frozen path (strategy="frozen") with silence trimmed and the Whisper window fitted to the clips,
-  timed from a cold feature cache (decoding + encoding every clip + 6 heads);
-- the same at Whisper's full 30 s window, untrimmed (what a plain WhisperForAudioClassification does);
+- the frozen path (strategy="frozen", its default statistics head) with silence trimmed and the Whisper
+  window fitted to the clips, timed from a cold feature cache (decoding + encoding every clip + 6 heads);
+- the same features with transformers' own weighted-layer head (``head_type="weighted"``, a plain
+  WhisperForAudioClassification checkpoint; `--skip_weighted` leaves it out);
+- the statistics head at Whisper's full 30 s window, untrimmed;
 - ser-hf's fine-tuning recipe (strategy="finetune"; `--skip_finetune` leaves it out; `--finetune_folds 6
   --finetune_epochs 2` runs a shorter check on fold 6 only, labelled as such).
 
-`--skip_frozen` / `--skip_30s` leave out the first two runs.
+`--skip_frozen` / `--skip_30s` leave out the first and third runs.
 
 Exits 0 with a message when the data or model folder is absent. Reports go to --output_dir.
 """
@@ -32,6 +34,8 @@ import torch
 #: Measured on this kind of machine (2 CPU cores), from the issue: Whisper tiny.en frozen, weighted layer
 #: sum, mean pool over real frames, linear head; 10 min features (30 s input), 1 min heads.
 REFERENCE = ("reference: Whisper tiny.en frozen, linear head (issue)", "73.2 ± 7.1", "", "", "~11 min")
+#: Published frozen baselines on the same 6-fold protocol (EmoBox): the fine-tuning target's bar.
+PUBLISHED = ("published best frozen (EmoBox, Whisper-large-v3)", "75.3", "", "", "")
 
 
 def _row(name: str, result, seconds: float, note: str = "") -> tuple[str, str, str, str, str]:
@@ -55,6 +59,7 @@ def main() -> int:
     parser.add_argument("--skip_frozen", action="store_true", help="Leave out the cold-cache frozen run.")
     parser.add_argument("--skip_finetune", action="store_true", help="Leave out the fine-tuning recipe.")
     parser.add_argument("--skip_30s", action="store_true", help="Leave out the 30 s window comparison.")
+    parser.add_argument("--skip_weighted", action="store_true", help="Leave out the standard weighted-layer head.")
     parser.add_argument(
         "--finetune_folds",
         default=None,
@@ -79,7 +84,7 @@ def main() -> int:
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     print(f"RAVDESS speech: {len(corpus)} clips, {len(set(corpus['speaker']))} actors; model {args.model}; {device}")
-    rows = [REFERENCE]
+    rows = [REFERENCE, PUBLISHED]
 
     results, seconds = {}, {}
 
@@ -96,10 +101,22 @@ def main() -> int:
         finally:
             shutil.rmtree(cold, ignore_errors=True)
         window = results["frozen"].settings["window_seconds"]
-        name = f"ser-hf frozen (trimmed, {window} s window)"
+        name = f"ser-hf frozen, statistics head (trimmed, {window} s window)"
         rows.append(_row(name, results["frozen"], seconds["frozen"], " (cold cache)"))
 
-    # 2. The same head at Whisper's full 30 s window, untrimmed (features cached across runs).
+    # 1b. transformers' own weighted-layer head on the same kind of features (a plain checkpoint).
+    if not args.skip_weighted:
+        start = time.perf_counter()
+        results["frozen_weighted"] = cross_validate(
+            corpus, args.model, strategy="frozen", head_type="weighted", n_folds=6, output_dir=out / "frozen-weighted",
+            progress=say, cache_dir=cache,
+        )  # fmt: skip
+        seconds["frozen_weighted"] = time.perf_counter() - start
+        window_w = results["frozen_weighted"].settings["window_seconds"]
+        name = f"ser-hf frozen, standard weighted-layer head (trimmed, {window_w} s window)"
+        rows.append(_row(name, results["frozen_weighted"], seconds["frozen_weighted"]))
+
+    # 2. The statistics head at Whisper's full 30 s window, untrimmed (features cached across runs).
     if not args.skip_30s:
         start = time.perf_counter()
         results["frozen_30s"] = cross_validate(
@@ -108,7 +125,7 @@ def main() -> int:
         )  # fmt: skip
         seconds["frozen_30s"] = time.perf_counter() - start
         encode = results["frozen_30s"].timings["prepare (decode + cache features)"]
-        name = "ser-hf frozen, 30 s window, untrimmed"
+        name = "ser-hf frozen, statistics head, 30 s window, untrimmed"
         rows.append(_row(name, results["frozen_30s"], seconds["frozen_30s"], f" (features {encode:.0f} s)"))
 
     # 3. The fine-tuning recipe.
@@ -142,7 +159,9 @@ def main() -> int:
         print("| " + " | ".join(row) + " |")
     print("\nper fold UA %:")
     for key, result in results.items():
-        print(f"  {key:12s} " + "  ".join(f"{f.fold.index}: {100 * f.scores['ua']:.1f}" for f in result.folds))
+        print(f"  {key:16s} " + "  ".join(f"{f.fold.index}: {100 * f.scores['ua']:.1f}" for f in result.folds))
+        if any("l2" in f.info for f in result.folds):
+            print(f"  {'':16s} L2 chosen on validation: " + ", ".join(str(f.info.get("l2")) for f in result.folds))
 
     targets = []
     if "frozen" in results:

@@ -81,6 +81,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _strategy_options(args: argparse.Namespace) -> dict[str, object]:
     options: dict[str, object] = {"trim_silence": not args.no_trim_silence, "window_seconds": args.window_seconds}
+    if args.strategy == "frozen":
+        options["head_type"] = args.head or "stats"
+    elif args.head not in (None, "stats"):
+        raise SerHfError(f"--head {args.head} is for --strategy frozen; the recipe trains the statistics head")
     if args.cache_dir:
         options["cache_dir"] = args.cache_dir
     if args.device:
@@ -108,6 +112,15 @@ def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const="finetune",
         help="Same as --strategy finetune (ser-hf's fine-tuning recipe). Takes the value 'ser-hf'.",
+    )
+    parser.add_argument(
+        "--head",
+        default=None,
+        choices=["stats", "weighted"],
+        help="Frozen path's head. stats (default): mean and std of every layer over the real frames + a linear "
+        "classifier, saved as a LayerStatsForAudioClassification (plain transformers loads it with "
+        "trust_remote_code=True); weighted: transformers' own weighted-layer-sum head (a plain "
+        "*ForAudioClassification checkpoint, lower UA).",
     )
     parser.add_argument(
         "--window_seconds",

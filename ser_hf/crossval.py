@@ -367,6 +367,7 @@ def train_and_save(
     speakers, scores the test speakers (if any) and saves the model (``config.json``, weights, feature
     extractor, ``test_report.json``) so `EmotionRecognizer` and `pipeline` load it unchanged.
     """
+    from .model_card import ModelCardFacts, build_model_card
     from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
 
     available = strategies()
@@ -396,6 +397,16 @@ def train_and_save(
     setattr(model.config, TRIM_SILENCE_CONFIG_KEY, bool(getattr(runner, "trim_silence", False)))
     recognizer = EmotionRecognizer(model, prepared.feature_extractor, device="cpu")
     output_dir = Path(output_dir)
+    recognizer.model_card = build_model_card(
+        ModelCardFacts.for_strategy(
+            model, prepared.feature_extractor, base_model=str(model_name_or_path), corpus=corpus,
+            speakers={"train": [k for k in dict.fromkeys(np.asarray(keys)[fit])], "validation": validation,
+                      "test": test},
+            clips={"train": len(fit), "validation": len(valid), "test": len(test_rows)},
+            strategy=strategy, settings=runner.settings(), test_report=scores, model_id=str(output_dir),
+            skipped=len(prepared.skipped),
+        )
+    )  # fmt: skip
     recognizer.save_pretrained(output_dir)
     report = {
         "strategy": strategy,

@@ -3,9 +3,10 @@
 `ModelCardFacts` holds what a card says; `ModelCardFacts.for_run` and `ModelCardCallback` fill it during
 `run_training` (the callback reads the hyper-parameters when training starts and the training log when it
 ends); `build_model_card` renders it with ``huggingface_hub.ModelCard`` and the template in
-``templates/model_card.md``. The metadata says ``library_name: transformers``: the checkpoint is a plain
-transformers model, so the Hub's "use this model" snippet, widget and download counter are the transformers
-ones; the ``ser-hf`` tag makes ser-hf models findable.
+``templates/model_card.md``. The metadata says ``library_name: transformers``: the checkpoint is a
+transformers model, so the Hub's "use this model" snippet and download counter are the transformers ones
+(ser-hf's layer-statistics model ships its modeling code: the card adds the ``custom_code`` tag and
+``trust_remote_code=True`` to its snippet); the ``ser-hf`` tag makes ser-hf models findable.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from transformers.modelcard import make_markdown_table
 from .corpora.base import is_hub_id
 from .corpora.ravdess import is_ravdess
 from .features import window_samples
+from .layer_stats import MODEL_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,8 @@ class ModelCardFacts:
     labels: list[str]
     architecture: str
     model_type: str | None = None
+    #: Whether transformers needs the modeling code shipped with the weights (``trust_remote_code=True``).
+    custom_code: bool = False
     sampling_rate: int = 16_000
     window_seconds: float | None = None
     #: Where the model is loaded from in the usage snippets (the Hub id once pushed).
@@ -156,6 +160,8 @@ class ModelCardFacts:
     #: The Hub dataset id when the corpus was loaded from the Hub (metadata ``datasets``).
     dataset_id: str | None = None
     protocol: str | None = None
+    #: What the validation speakers chose, in the protocol sentence.
+    selection: str = "best epoch chosen"
     speakers: dict[str, list[str]] = field(default_factory=dict)
     clips: dict[str, int] = field(default_factory=dict)
     skipped_clips: int = 0
@@ -175,6 +181,7 @@ class ModelCardFacts:
             labels=[config.id2label[i] for i in range(len(config.id2label))],
             architecture=type(model).__name__,
             model_type=getattr(config, "model_type", None),
+            custom_code=bool(getattr(config, "auto_map", None)) or getattr(config, "model_type", None) == MODEL_TYPE,
             sampling_rate=rate,
             window_seconds=round(window / rate, 2) if window else None,
             model_id=model_id,
@@ -221,6 +228,41 @@ class ModelCardFacts:
         }
         return facts
 
+    @classmethod
+    def for_strategy(
+        cls,
+        model: Any,
+        feature_extractor: Any,
+        *,
+        base_model: str,
+        corpus: Any,
+        speakers: dict[str, list[str]],
+        clips: dict[str, int],
+        strategy: str,
+        settings: dict[str, Any],
+        test_report: dict[str, Any] | None,
+        model_id: str | None = None,
+        skipped: int = 0,
+    ) -> ModelCardFacts:
+        """The facts of a model trained by a cross-validation strategy (`ser_hf.crossval.train_and_save`)."""
+        facts = cls.from_model(model, feature_extractor, model_id=model_id)
+        name = str(base_model).rstrip("/")
+        local = os.path.exists(name)
+        facts.base_model = name if not local and is_hub_id(name) else None
+        facts.base_model_name = Path(name).name if local else name
+        facts.corpus = "ravdess" if is_ravdess(corpus) else None
+        facts.speakers = {split: list(names) for split, names in speakers.items() if names}
+        facts.clips, facts.skipped_clips, facts.test_report = dict(clips), skipped, test_report
+        flat = {"strategy": strategy}
+        for key, value in settings.items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            elif key != "device":
+                flat[key] = value
+        facts.hyperparameters = flat
+        facts.selection = "hyper-parameters chosen"
+        return facts
+
     # ---------------------------------------------------------------- derived text
     @property
     def notes(self) -> CorpusNotes | None:
@@ -256,7 +298,7 @@ class ModelCardFacts:
             )
         parts = [f"trained on {self._speakers('train')}" if self._speakers("train") else "trained"]
         if self._speakers("validation"):
-            parts.append(f"best epoch chosen on {self._speakers('validation')}")
+            parts.append(f"{self.selection} on {self._speakers('validation')}")
         parts.append(f"tested once on {self._speakers('test') or 'the test split'}{test_clips}")
         return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training."
 
@@ -462,6 +504,8 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
     notes = facts.notes
     tags = ["audio-classification", "speech-emotion-recognition", "ser-hf"]
     tags += [t for t in (facts.model_type, (facts.corpus or "").lower() or None) if t and t not in tags]
+    if facts.custom_code:
+        tags.append("custom_code")
     has_results = bool(facts.test_report)
     card_data = ModelCardData(
         language=list(notes.language) if notes else None,
@@ -487,6 +531,7 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
         title=facts.title,
         labels=facts.labels,
         architecture=facts.architecture,
+        custom_code=facts.custom_code,
         base_model_name=facts.base_model_name,
         corpus=facts.corpus_name,
         sampling_rate=facts.sampling_rate,

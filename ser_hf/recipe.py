@@ -5,15 +5,17 @@ recipe (``strategy="finetune"``, ``--recipe ser-hf``):
 
 1. trims silence and fits the Whisper window to the clips (`ser_hf.frozen.encode_corpus`);
 2. runs the frozen lower encoder once per clip and caches the input of the first trainable layer
-   (through `datasets`, reused by every fold and run), with the pooled lower layers;
-3. trains the weighted-layer head on the frozen features (a linear probe: `ser_hf.frozen.train_head`);
+   (through `datasets`, reused by every fold and run), with the statistics of the lower layers;
+3. fits the statistics head on the frozen features (a linear probe: `ser_hf.frozen.select_stats_head`,
+   its L2 strength chosen on the validation speakers);
 4. fine-tunes the top ``trainable_layers`` layers and the head from there, with layer-wise learning
    rates, dropout and SpecAugment-style time masking on the cached hidden states, class-weighted loss,
-   and keeps the epoch with the best UA on validation speakers drawn from the training speakers.
+   and keeps the epoch (0 = the probe alone) with the best UA on validation speakers drawn from the
+   training speakers.
 
-Pooling is the standard model's (mean over the whole window) and the frozen lower layers are exactly
-the cached computation, so the saved ``WhisperForAudioClassification`` predicts from raw audio what
-the trained model predicted from the cache.
+The frozen lower layers are exactly the cached computation and the statistics are pooled over the real
+frames as `ser_hf.layer_stats.LayerStatsForAudioClassification` pools them, so the saved model predicts
+from raw audio what the trained model predicted from the cache.
 """
 
 from __future__ import annotations
@@ -33,15 +35,18 @@ from torch import nn
 from .evaluation import unweighted_average_recall
 from .frozen import (
     FoldOutcome,
-    HeadConfig,
     PreparedCorpus,
-    WeightedLayerHead,
+    StatsHead,
+    StatsHeadConfig,
     encode_corpus,
-    export_model,
-    train_head,
+    export_stats_model,
+    select_stats_head,
+    speech_positions,
+    use_real_frames,
     warmup_cosine,
 )
 from .hardware import default_device
+from .layer_stats import masked_mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,12 @@ logger = logging.getLogger(__name__)
 class RecipeConfig:
     """Hyper-parameters of the recipe (defaults chosen on validation actors of training folds only)."""
 
-    trainable_layers: int = 2
-    epochs: int = 8
+    trainable_layers: int = 1
+    epochs: int = 3
     batch_size: int = 16
-    head_learning_rate: float = 1e-3
-    encoder_learning_rate: float = 5e-5
-    layer_decay: float = 0.5
+    head_learning_rate: float = 1e-4
+    encoder_learning_rate: float = 2e-5
+    layer_decay: float = 0.7
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     dropout: float = 0.1
@@ -64,18 +69,19 @@ class RecipeConfig:
     class_weighted: bool = True
     bf16: bool = False
     seed: int = 0
-    probe: HeadConfig = field(default_factory=HeadConfig)
+    probe: StatsHeadConfig = field(default_factory=StatsHeadConfig)
 
 
 class TopLayersClassifier(nn.Module):
-    """The top encoder layers of a Whisper classifier plus its weighted-layer head, on cached inputs.
+    """The top encoder layers of a Whisper classifier plus the statistics head, on cached inputs.
 
-    ``forward(hidden, pooled_lower)``: ``hidden`` is the cached input of the first trainable layer
-    ``(batch, positions, d)``; ``pooled_lower`` the window means of the frozen hidden states below it
-    ``(batch, k, d)``. Same computation as the full model (mean pooling commutes with the projector).
+    ``forward(hidden, lower, lengths)``: ``hidden`` is the cached input of the first trainable layer
+    ``(batch, positions, d)``; ``lower`` the statistics of the frozen hidden states below it
+    ``(batch, k, 2 * d)``; ``lengths`` the clips' real positions. Same computation as
+    `ser_hf.layer_stats.LayerStatsForAudioClassification` on the whole encoder.
     """
 
-    def __init__(self, model: nn.Module, first_layer: int, head: WeightedLayerHead):
+    def __init__(self, model: nn.Module, first_layer: int, head: StatsHead):
         super().__init__()
         encoder = model.encoder
         self.first_layer = first_layer
@@ -83,18 +89,20 @@ class TopLayersClassifier(nn.Module):
         self.layer_norm = copy.deepcopy(encoder.layer_norm)
         self.head = copy.deepcopy(head)
 
-    def forward(self, hidden: torch.Tensor, pooled_lower: torch.Tensor) -> torch.Tensor:
-        means = [hidden.mean(dim=1)]
+    def forward(self, hidden: torch.Tensor, lower: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        states = [hidden]
         for i, layer in enumerate(self.layers):
             hidden = layer(hidden, None)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
             if i == len(self.layers) - 1:
                 hidden = self.layer_norm(hidden)
-            means.append(hidden.mean(dim=1))
-        return self.head(torch.cat([pooled_lower, torch.stack(means, dim=1)], dim=1))
+            states.append(hidden)
+        top = masked_mean_std(torch.stack(states, dim=1), lengths)
+        return self.head(torch.cat([lower.float(), top], dim=1))
 
     def export(self, model: nn.Module) -> nn.Module:
-        """A copy of the standard ``model`` with these layers and this head in it."""
-        out = export_model(self.head, copy.deepcopy(model))
+        """``model``'s encoder with these layers in it, under this head (a LayerStatsForAudioClassification)."""
+        out = export_stats_model(self.head, model)
         encoder = out.encoder
         for i, layer in enumerate(self.layers):
             encoder.layers[self.first_layer + i].load_state_dict(layer.state_dict())
@@ -135,7 +143,7 @@ def _parameter_groups(top: TopLayersClassifier, config: RecipeConfig) -> list[di
 
 @torch.inference_mode()
 def predict_top(
-    top: TopLayersClassifier, hidden: np.ndarray, pooled_lower: np.ndarray, batch_size: int = 32
+    top: TopLayersClassifier, hidden: np.ndarray, lower: np.ndarray, lengths: np.ndarray, batch_size: int = 32
 ) -> np.ndarray:
     """Logits of ``top`` (computed on the device its parameters are on) for cached inputs."""
     top.eval()
@@ -143,9 +151,18 @@ def predict_top(
     out = []
     for i in range(0, len(hidden), batch_size):
         h = torch.as_tensor(np.asarray(hidden[i : i + batch_size]), dtype=torch.float32, device=device)
-        p = torch.as_tensor(np.asarray(pooled_lower[i : i + batch_size]), dtype=torch.float32, device=device)
-        out.append(top(h, p).float().cpu())
+        p = torch.as_tensor(np.asarray(lower[i : i + batch_size]), dtype=torch.float32, device=device)
+        n = torch.as_tensor(np.asarray(lengths[i : i + batch_size]), dtype=torch.long)
+        out.append(top(h, p, n).float().cpu())
     return torch.cat(out).numpy()
+
+
+def clip_positions(prepared: PreparedCorpus) -> np.ndarray:
+    """Each clip's real positions in the (Whisper) encoder's window, as the statistics head counts them."""
+    fe, model = prepared.feature_extractor, prepared.model
+    positions, window = int(model.config.max_source_positions), int(fe.n_samples)
+    lengths = prepared.dataset["length"]
+    return np.array([speech_positions(model, fe, min(int(n), window), positions) for n in lengths])
 
 
 @dataclass
@@ -154,12 +171,14 @@ class RecipeFit:
     epoch: int
     history: list[float]
     probe_validation_ua: float | None
+    probe_choice: dict[str, Any] = field(default_factory=dict)
 
 
 def fine_tune_top(
     model: nn.Module,
     hidden: Any,
     pooled: np.ndarray,
+    lengths: np.ndarray,
     labels: np.ndarray,
     fit_rows: np.ndarray,
     valid_rows: np.ndarray,
@@ -172,21 +191,16 @@ def fine_tune_top(
     """Linear probe on ``pooled`` then fine-tune the top layers on the cached ``hidden`` states.
 
     ``hidden`` is indexable by row (a numpy-formatted `datasets` column or an array) with each clip's
-    input of the first trainable layer; ``pooled`` holds every clip's pooled layer matrix. The layers
-    train on ``device`` (default: the GPU when there is one); the returned model is on the CPU.
+    input of the first trainable layer; ``pooled`` holds every clip's layer statistics ``(layers + 1,
+    2 * d)`` and ``lengths`` its real positions. The layers train on ``device`` (default: the GPU when
+    there is one); the returned model is on the CPU.
     """
     device = torch.device(device) if device is not None else default_device()
     k = len(model.encoder.layers) - config.trainable_layers
     if not 0 <= k < len(model.encoder.layers):
         raise ValueError(f"trainable_layers must be 1..{len(model.encoder.layers)}, not {config.trainable_layers}")
-    probe = train_head(
-        pooled[fit_rows],
-        labels[fit_rows],
-        num_labels,
-        config.probe,
-        valid_x=pooled[valid_rows] if len(valid_rows) else None,
-        valid_y=labels[valid_rows] if len(valid_rows) else None,
-    )
+    # the validation speakers choose the probe's L2 strength but stay out of it: they choose the epoch next
+    probe = select_stats_head(pooled, labels, fit_rows, valid_rows, num_labels, config.probe, refit=False)
     top = TopLayersClassifier(model, k, probe.head).to(device)
     _set_dropout(top, config.dropout)
     for parameter in top.parameters():
@@ -203,7 +217,7 @@ def fine_tune_top(
     lower = pooled[:, :k]
 
     def validate() -> float:
-        logits = predict_top(top, hidden_rows(hidden, valid_rows), lower[valid_rows])
+        logits = predict_top(top, hidden_rows(hidden, valid_rows), lower[valid_rows], lengths[valid_rows])
         return unweighted_average_recall(logits.argmax(-1), labels[valid_rows], num_labels)
 
     history: list[float] = []
@@ -221,8 +235,9 @@ def fine_tune_top(
             h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator).to(device)
             p = torch.as_tensor(lower[rows], dtype=torch.float32, device=device)
             y = torch.as_tensor(labels[rows], dtype=torch.long, device=device)
+            n = torch.as_tensor(lengths[rows], dtype=torch.long)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                logits = top(h, p)
+                logits = top(h, p, n)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad()
             loss.backward()
@@ -242,7 +257,7 @@ def fine_tune_top(
         best_epoch = config.epochs
     top.eval().to("cpu")
     probe_ua = max(probe.history) if probe.history else None
-    return RecipeFit(top, best_epoch, history, probe_ua)
+    return RecipeFit(top, best_epoch, history, probe_ua, probe.chosen)
 
 
 def hidden_rows(hidden: Any, rows: np.ndarray) -> np.ndarray:
@@ -297,7 +312,8 @@ class RecipeStrategy:
         prepared = encode_corpus(
             corpus,
             self.model_name_or_path,
-            proj_size=self.config.probe.proj_size,
+            proj_size=256,  # the unused standard head's; the statistics head has no projector
+            pooling="stats",
             trainable_top_layers=self.config.trainable_layers,
             trim_silence=self.trim_silence,
             window_seconds=self.window_seconds,
@@ -308,16 +324,19 @@ class RecipeStrategy:
             device=self.device,
         )
         self.window_seconds = int(prepared.feature_extractor.chunk_length)
+        use_real_frames(prepared.feature_extractor)
         return prepared
 
     def run_fold(
         self, prepared: PreparedCorpus, fit_rows: np.ndarray, valid_rows: np.ndarray, test_rows: np.ndarray, **_: Any
     ) -> FoldOutcome:
         hidden = prepared.dataset.with_format("numpy", columns=["hidden_state"])
+        lengths = clip_positions(prepared)
         fitted = fine_tune_top(
             prepared.model,
             hidden,
             prepared.features,
+            lengths,
             prepared.labels,
             fit_rows,
             valid_rows,
@@ -327,8 +346,11 @@ class RecipeStrategy:
             device=self.device,
         )
         k = fitted.top.first_layer
-        logits = predict_top(fitted.top, hidden_rows(hidden, test_rows), prepared.features[test_rows, :k])
+        logits = predict_top(
+            fitted.top, hidden_rows(hidden, test_rows), prepared.features[test_rows, :k], lengths[test_rows]
+        )
         info = {
+            **fitted.probe_choice,
             "epoch": fitted.epoch,
             "validation_ua": max(fitted.history) if fitted.history else None,
             "probe_validation_ua": fitted.probe_validation_ua,
@@ -337,5 +359,5 @@ class RecipeStrategy:
         return FoldOutcome(logits, info, fitted.top)
 
     def export(self, prepared: PreparedCorpus, top: TopLayersClassifier) -> nn.Module:
-        """A standard ``WhisperForAudioClassification`` carrying the fine-tuned layers and head."""
+        """A `LayerStatsForAudioClassification` carrying the fine-tuned layers and the head."""
         return top.export(prepared.model)

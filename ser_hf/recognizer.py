@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
-from . import audio
+from . import audio, layer_stats  # noqa: F401  (layer_stats registers its model with the Auto classes)
 from .atomic import atomic_directory, recover
 from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError

@@ -13,7 +13,7 @@ from ser_hf.crossval import cross_validate, fold_rows, make_folds
 from ser_hf.errors import CorpusError
 from ser_hf.frozen import FrozenStrategy, HeadConfig, WeightedLayerHead, layer_features, predict_head, train_head
 from ser_hf.labels import RAVDESS_EMOTIONS
-from ser_hf.recipe import RecipeConfig, RecipeStrategy, fine_tune_top
+from ser_hf.recipe import RecipeConfig, RecipeStrategy, clip_positions, fine_tune_top
 
 
 # -------------------------------------------------------------------------------------------- folds
@@ -108,16 +108,26 @@ def _check_export_reproduces_the_head(strategy, prepared, tmp_path):
     return recognizer
 
 
-@pytest.mark.parametrize("backbone", ["tiny_whisper", "tiny_wav2vec2"])
-def test_frozen_export_predicts_from_raw_audio_what_the_head_predicted(backbone, request, corpus, cache_dirs, tmp_path):
-    strategy = FrozenStrategy(request.getfixturevalue(backbone), head={"proj_size": 8}, epoch_grid=(3, 6), **cache_dirs)
-    if backbone == "tiny_wav2vec2":  # encoded clip by clip (no attention mask): keep it short
+@pytest.mark.parametrize("head_type", ["stats", "weighted"])
+@pytest.mark.parametrize("backbone", ["tiny_whisper", "tiny_wav2vec2", "tiny_hubert"])
+def test_frozen_export_predicts_from_raw_audio_what_the_head_predicted(
+    backbone, head_type, request, corpus, cache_dirs, tmp_path
+):
+    strategy = FrozenStrategy(
+        request.getfixturevalue(backbone), head_type=head_type, head={"proj_size": 8}, epoch_grid=(3, 6), **cache_dirs
+    )
+    if backbone != "tiny_whisper":  # wav2vec2 is encoded clip by clip (no attention mask): keep these short
         corpus = corpus.filter(lambda actor: actor <= 4, input_columns="actor")
     prepared = strategy.prepare(corpus)
-    assert prepared.features.shape == (len(corpus), 3, 32)  # 2 layers + embeddings, hidden 32
+    # 2 layers + embeddings, hidden 32: the mean (weighted head), or the mean and std (statistics head)
+    assert prepared.features.shape == (len(corpus), 3, 64 if head_type == "stats" else 32)
     recognizer = _check_export_reproduces_the_head(strategy, prepared, tmp_path)
+    standard = ("ForAudioClassification", "ForSequenceClassification")
+    expected = ("LayerStatsForAudioClassification",) if head_type == "stats" else standard
+    assert type(recognizer.model).__name__.endswith(expected)
     if backbone == "tiny_whisper":  # the window was fitted to the (1 s) clips and saved with the model
-        assert recognizer.window_seconds == 1.0 and recognizer.model.config.max_source_positions == 50
+        encoder = recognizer.model.encoder
+        assert recognizer.window_seconds == 1.0 and encoder.config.max_source_positions == 50
 
 
 def test_features_are_cached_once_per_model_and_audio(tiny_whisper, corpus, cache_dirs, monkeypatch):
@@ -192,14 +202,17 @@ def test_layer_features_refuses_keep_layer_for_variable_length_models(tiny_wav2v
 # ------------------------------------------------------------------------------------------- recipe
 def test_recipe_export_reproduces_the_fine_tuned_model(tiny_whisper, corpus, cache_dirs, tmp_path):
     config = RecipeConfig(trainable_layers=1, epochs=2, head_learning_rate=3e-3, encoder_learning_rate=1e-3)
-    config.probe.epochs, config.probe.proj_size = 5, 8
     strategy = RecipeStrategy(tiny_whisper, recipe=config, **cache_dirs)
     prepared = strategy.prepare(corpus)
     assert prepared.dataset.features["hidden_state"].shape == (50, 32)  # 1 s window, d_model 32
+    assert prepared.features.shape == (len(corpus), 3, 64)  # mean and std of 3 hidden states
     _check_export_reproduces_the_head(strategy, prepared, tmp_path)
     # Without validation speakers the last epoch is kept: the top layer moved, the frozen one did not.
+    lengths = clip_positions(prepared)
+    assert lengths.max() <= 50 and lengths.min() >= 1 and len(set(lengths.tolist())) > 1
     fitted = fine_tune_top(prepared.model, prepared.dataset.with_format("numpy", columns=["hidden_state"]),
-                           prepared.features, prepared.labels, np.arange(64), np.array([], dtype=int), 8, config)  # fmt: skip
+                           prepared.features, lengths, prepared.labels, np.arange(64), np.array([], dtype=int), 8,
+                           config)  # fmt: skip
     exported = strategy.export(prepared, fitted.top)
     assert fitted.epoch == 2 and fitted.history == []
     assert not torch.allclose(exported.encoder.layers[1].fc1.weight, prepared.model.encoder.layers[1].fc1.weight)
@@ -246,4 +259,15 @@ def test_cli_evaluate_cv_and_train_with_the_recipe(tiny_whisper, corpus_dir, tmp
     assert 0 <= printed["test_ua"] <= 1
     saved = json.loads((model / "test_report.json").read_text())
     assert saved["strategy"] == "finetune" and saved["test_speakers"] == ["8"]
+    card = (model / "README.md").read_text()  # the card from the strategy's run: custom code, the test scores
+    assert "- custom_code" in card and "trust_remote_code=True" in card and "strategy: finetune" in card
+    assert "tested once on actor 8" in card and "hyper-parameters chosen on actor 7" in card
     assert EmotionRecognizer.from_pretrained(model).predict(np.zeros(RATE // 2, np.float32) + 0.01).label
+
+
+def test_cli_head_flag_is_the_frozen_paths(corpus_dir, capsys):
+    from ser_hf.cli import main
+
+    argv = ["evaluate", "--cv", "4", "--data_dir", str(corpus_dir), "--model", "unused", "--recipe", "ser-hf"]
+    assert main([*argv, "--head", "weighted"]) == 2
+    assert "--head weighted is for --strategy frozen" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def test_whisper_tiny_predicts_saves_reloads_and_runs_in_a_pipeline(ravdess, tmp
 
 def test_frozen_path_on_held_out_real_speakers(ravdess, tmp_path):
     """Six actors: train on 1-3 (+ validation 4), test on 5-6. Well above chance (12.5% UA), and the saved
-    standard checkpoint predicts from raw audio what the head predicted from the cache."""
+    model (the statistics head on the encoder) predicts from raw audio what the head predicted from the cache."""
     from ser_hf.crossval import train_and_save
     from ser_hf.evaluation import score
 
@@ -83,6 +83,7 @@ def test_frozen_path_on_held_out_real_speakers(ravdess, tmp_path):
     assert trained.test_scores["ua"] > 0.30, trained.test_scores
     test = _actors(corpus, {5, 6})
     recognizer = EmotionRecognizer.from_pretrained(trained.output_dir)
+    assert type(recognizer.model).__name__ == "LayerStatsForAudioClassification"
     predicted = [p.label for p in recognizer.predict(test["path"])]
     names = list(RAVDESS_EMOTIONS)
     again = score(np.array([names.index(p) for p in predicted]), np.array(test["label"]), names)
