@@ -69,6 +69,11 @@ def main() -> int:
     parser.add_argument(
         "--finetune_layers", type=int, default=None, help="Recipe: top layers fine-tuned (default: RecipeConfig's)."
     )
+    parser.add_argument(
+        "--finetune_no_refit",
+        action="store_true",
+        help="Recipe: keep the model fitted without the validation speakers (default: refit with them).",
+    )
     args = parser.parse_args()
     for path in (args.data_dir, args.model):
         if not Path(path).exists():
@@ -135,6 +140,8 @@ def main() -> int:
         options = {"epochs": args.finetune_epochs} if args.finetune_epochs else {}
         if args.finetune_layers:
             options["trainable_layers"] = args.finetune_layers
+        if args.finetune_no_refit:
+            options["refit"] = False
         start = time.perf_counter()
         results["finetune"] = tuned = cross_validate(
             corpus, args.model, strategy="finetune", folds=groups, output_dir=out / "finetune", progress=say,
@@ -146,8 +153,10 @@ def main() -> int:
         epochs = f"{epochs} epoch" + ("s" if epochs != 1 else "")
         layers = tuned.settings["recipe"]["trainable_layers"]
         window_s = tuned.settings["window_seconds"]
-        name = f"ser-hf fine-tuning recipe ({window_s} s window, top {layers} layers, {epochs}{only})"
-        rows.append(_row(name, tuned, seconds["finetune"]))
+        refit = ", refitted" if tuned.settings["recipe"]["refit"] else ""
+        name = f"ser-hf fine-tuning recipe ({window_s} s window, top {layers} layers, {epochs}{refit}{only})"
+        encode = tuned.timings["prepare (decode + cache features)"]
+        rows.append(_row(name, tuned, seconds["finetune"], f" (features {encode:.0f} s)"))
         print("recipe validation UA by epoch (0 = linear probe) per fold:")
         for f in tuned.folds:
             history = " ".join(f"{100 * v:.1f}" for v in f.info.get("validation_history", []))

@@ -404,7 +404,7 @@ def train_and_save(
                       "test": test},
             clips={"train": len(fit), "validation": len(valid), "test": len(test_rows)},
             strategy=strategy, settings=runner.settings(), test_report=scores, model_id=str(output_dir),
-            skipped=len(prepared.skipped),
+            skipped=len(prepared.skipped), refitted=bool(len(valid)) and runner.refits_on_validation,
         )
     )  # fmt: skip
     recognizer.save_pretrained(output_dir)

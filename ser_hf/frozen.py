@@ -535,12 +535,24 @@ def select_stats_head(
         predicted = predict_head(trials[l2], x[valid_rows]).argmax(-1)
         scores.append(float(unweighted_average_recall(predicted, y[valid_rows], num_labels)))
     best = config.l2_grid[int(np.argmax(scores))]
+    chosen = HeadFit(trials[best], None, scores, {"l2": best})
     if not refit:
-        return HeadFit(trials[best], None, scores, {"l2": best})
-    rows = np.concatenate([fit_rows, valid_rows])
-    start = (trials[best].classifier.weight.detach(), trials[best].classifier.bias.detach())
-    head = _logistic_regression(_Standardised.of(x[rows]), labels[rows], num_labels, best, init=start, **options)
-    return HeadFit(head, None, scores, {"l2": best})
+        return chosen
+    return refit_stats_head(chosen, x, y, np.concatenate([fit_rows, valid_rows]), num_labels, config)
+
+
+def refit_stats_head(
+    chosen: HeadFit, x: np.ndarray, y: np.ndarray, rows: np.ndarray, num_labels: int, config: StatsHeadConfig
+) -> HeadFit:
+    """The head of `select_stats_head` (``refit=False``) fitted again on ``rows`` with the L2 strength it
+    chose, starting from its weights."""
+    start = (chosen.head.classifier.weight.detach(), chosen.head.classifier.bias.detach())
+    labels = torch.as_tensor(np.asarray(y)[rows], dtype=torch.long)
+    head = _logistic_regression(
+        _Standardised.of(x[rows]), labels, num_labels, chosen.chosen["l2"], init=start,
+        class_weighted=config.class_weighted, max_iter=config.max_iter,
+    )  # fmt: skip
+    return HeadFit(head, None, chosen.history, dict(chosen.chosen))
 
 
 def export_stats_model(head: StatsHead, model: nn.Module) -> LayerStatsForAudioClassification:
@@ -611,6 +623,7 @@ __all__: Sequence[str] = (
     "fit_stats_head",
     "layer_features",
     "predict_head",
+    "refit_stats_head",
     "select_stats_head",
     "stack_pooled",
     "train_head",
@@ -782,6 +795,11 @@ class FrozenStrategy:
         self.selection, self.epoch_grid, self.batch_size = selection, tuple(int(e) for e in epoch_grid), batch_size
         self.cache_dir, self.decode_cache_dir, self.num_proc = cache_dir, decode_cache_dir, num_proc
         self.device = device
+
+    @property
+    def refits_on_validation(self) -> bool:
+        """Whether the final head is fitted again with the validation speakers once they have chosen."""
+        return self.head_type == "stats" or self.selection == "refit"
 
     def settings(self) -> dict[str, Any]:
         common = {

@@ -11,9 +11,10 @@ transformers ``PreTrainedModel`` registered with ``AutoConfig`` / ``AutoModelFor
 Why not the standard heads: transformers' ``WhisperForAudioClassification`` averages its whole input
 window, padding included, and takes no mask; and every standard head keeps only a (weighted) mean.
 Pooling over the real frames only, with the spread next to the mean, scored 76.4 UA against 70.7 for the
-standard weighted-layer head on the same cached Whisper tiny.en features (RAVDESS, 6 folds by actor; see
-the README). Any encoder of the wav2vec2 family (wav2vec2, HuBERT, WavLM, data2vec-audio) or a Whisper
-encoder can sit under the head; the real frames come from the feature extractor's attention mask.
+standard weighted-layer head on the same cached Whisper tiny.en features (RAVDESS, 6 folds by actor;
+``bench/cv_ravdess.py``, see the README). Any encoder of the wav2vec2 family (wav2vec2, HuBERT, WavLM,
+data2vec-audio) or a Whisper encoder can sit under the head; the real frames come from the feature
+extractor's attention mask.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         super().__init__(config)
         self.encoder = build_encoder(config.encoder_config)
         self.main_input_name = "input_features" if config.is_whisper else "input_values"
-        features = len(config.pooled_layers()) * 2 * config.hidden_size()
+        features = statistics_size(config)
         # Fitted on the training clips' statistics; the classifier sees standardised features.
         self.register_buffer("feature_mean", torch.zeros(features))
         self.register_buffer("feature_std", torch.ones(features))
@@ -194,6 +195,7 @@ class LayerStatsForAudioClassification(PreTrainedModel):
 
 
 def statistics_size(config: LayerStatsConfig) -> int:
+    """How many numbers the head standardises: 2 statistics x hidden size x pooled layers."""
     return len(config.pooled_layers()) * 2 * config.hidden_size()
 
 

@@ -162,6 +162,8 @@ class ModelCardFacts:
     protocol: str | None = None
     #: What the validation speakers chose, in the protocol sentence.
     selection: str = "best epoch chosen"
+    #: Whether the final model was fitted again with the validation speakers once they had chosen.
+    refitted: bool = False
     speakers: dict[str, list[str]] = field(default_factory=dict)
     clips: dict[str, int] = field(default_factory=dict)
     skipped_clips: int = 0
@@ -243,8 +245,10 @@ class ModelCardFacts:
         test_report: dict[str, Any] | None,
         model_id: str | None = None,
         skipped: int = 0,
+        refitted: bool = False,
     ) -> ModelCardFacts:
-        """The facts of a model trained by a cross-validation strategy (`ser_hf.crossval.train_and_save`)."""
+        """The facts of a model trained by a cross-validation strategy (`ser_hf.crossval.train_and_save`);
+        ``refitted``: the final model was fitted again with the validation speakers, once they had chosen."""
         facts = cls.from_model(model, feature_extractor, model_id=model_id)
         name = str(base_model).rstrip("/")
         local = os.path.exists(name)
@@ -260,7 +264,7 @@ class ModelCardFacts:
             elif key != "device":
                 flat[key] = value
         facts.hyperparameters = flat
-        facts.selection = "hyper-parameters chosen"
+        facts.selection, facts.refitted = "hyper-parameters chosen", refitted
         return facts
 
     # ---------------------------------------------------------------- derived text
@@ -298,7 +302,8 @@ class ModelCardFacts:
             )
         parts = [f"trained on {self._speakers('train')}" if self._speakers("train") else "trained"]
         if self._speakers("validation"):
-            parts.append(f"{self.selection} on {self._speakers('validation')}")
+            refit = ", then the final model fitted with them too" if self.refitted else ""
+            parts.append(f"{self.selection} on {self._speakers('validation')}{refit}")
         parts.append(f"tested once on {self._speakers('test') or 'the test split'}{test_clips}")
         return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training."
 

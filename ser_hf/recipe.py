@@ -11,7 +11,10 @@ recipe (``strategy="finetune"``, ``--recipe ser-hf``):
 4. fine-tunes the top ``trainable_layers`` layers and the head from there, with layer-wise learning
    rates, dropout and SpecAugment-style time masking on the cached hidden states, class-weighted loss,
    and keeps the epoch (0 = the probe alone) with the best UA on validation speakers drawn from the
-   training speakers.
+   training speakers;
+5. refits the probe (with the chosen L2) and runs that many epochs again on all the fold's training
+   speakers, validation speakers included, as the frozen path refits its head (``refit=False``: keep
+   the model fitted without them).
 
 The frozen lower layers are exactly the cached computation and the statistics are pooled over the real
 frames as `ser_hf.layer_stats.LayerStatsForAudioClassification` pools them, so the saved model predicts
@@ -40,6 +43,7 @@ from .frozen import (
     StatsHeadConfig,
     encode_corpus,
     export_stats_model,
+    refit_stats_head,
     select_stats_head,
     speech_positions,
     use_real_frames,
@@ -69,6 +73,7 @@ class RecipeConfig:
     class_weighted: bool = True
     bf16: bool = False
     seed: int = 0
+    refit: bool = True  # after choosing on validation speakers, train again on them too
     probe: StatsHeadConfig = field(default_factory=StatsHeadConfig)
 
 
@@ -192,69 +197,91 @@ def fine_tune_top(
 
     ``hidden`` is indexable by row (a numpy-formatted `datasets` column or an array) with each clip's
     input of the first trainable layer; ``pooled`` holds every clip's layer statistics ``(layers + 1,
-    2 * d)`` and ``lengths`` its real positions. The layers train on ``device`` (default: the GPU when
-    there is one); the returned model is on the CPU.
+    2 * d)`` and ``lengths`` its real positions. The probe's L2 strength and the epoch are chosen on
+    ``valid_rows``; with ``config.refit`` the probe and that many epochs are then run again on the fitting
+    and validation rows together. The layers train on ``device`` (default: the GPU when there is one);
+    the returned model is on the CPU.
     """
     device = torch.device(device) if device is not None else default_device()
     k = len(model.encoder.layers) - config.trainable_layers
     if not 0 <= k < len(model.encoder.layers):
         raise ValueError(f"trainable_layers must be 1..{len(model.encoder.layers)}, not {config.trainable_layers}")
-    # the validation speakers choose the probe's L2 strength but stay out of it: they choose the epoch next
-    probe = select_stats_head(pooled, labels, fit_rows, valid_rows, num_labels, config.probe, refit=False)
-    top = TopLayersClassifier(model, k, probe.head).to(device)
-    _set_dropout(top, config.dropout)
-    for parameter in top.parameters():
-        parameter.requires_grad_(True)
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(_parameter_groups(top, config), weight_decay=config.weight_decay)
-    steps = math.ceil(len(fit_rows) / config.batch_size) * config.epochs
-    schedule = warmup_cosine(optimizer, steps, config.warmup_fraction)
     counts = np.bincount(labels[fit_rows], minlength=num_labels).astype(np.float32)
     balance = counts.sum() / np.maximum(counts, 1) / num_labels
     weights = torch.as_tensor(balance, device=device) if config.class_weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     lower = pooled[:, :k]
 
-    def validate() -> float:
+    def start_from(head: StatsHead) -> TopLayersClassifier:
+        top = TopLayersClassifier(model, k, head).to(device)
+        _set_dropout(top, config.dropout)
+        for parameter in top.parameters():
+            parameter.requires_grad_(True)
+        return top
+
+    def validate(top: TopLayersClassifier) -> float:
         logits = predict_top(top, hidden_rows(hidden, valid_rows), lower[valid_rows], lengths[valid_rows])
         return unweighted_average_recall(logits.argmax(-1), labels[valid_rows], num_labels)
 
+    def train(top: TopLayersClassifier, rows_to_fit: np.ndarray, epochs: int, after_epoch: Any = None) -> None:
+        """``epochs`` epochs over ``rows_to_fit`` on the schedule of ``config.epochs`` (same seed every run)."""
+        generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        optimizer = torch.optim.AdamW(_parameter_groups(top, config), weight_decay=config.weight_decay)
+        steps = math.ceil(len(rows_to_fit) / config.batch_size) * config.epochs
+        schedule = warmup_cosine(optimizer, steps, config.warmup_fraction)
+        for epoch in range(1, epochs + 1):
+            top.train()
+            order = torch.randperm(len(rows_to_fit), generator=generator).numpy()
+            for start in range(0, len(order), config.batch_size):
+                rows = np.sort(rows_to_fit[order[start : start + config.batch_size]])
+                h = torch.as_tensor(hidden_rows(hidden, rows), dtype=torch.float32)
+                h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator).to(device)
+                p = torch.as_tensor(lower[rows], dtype=torch.float32, device=device)
+                y = torch.as_tensor(labels[rows], dtype=torch.long, device=device)
+                n = torch.as_tensor(lengths[rows], dtype=torch.long)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    logits = top(h, p, n)
+                loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+            if after_epoch is not None:
+                after_epoch(epoch)
+
+    # the validation speakers choose the probe's L2 strength but stay out of it: they choose the epoch next
+    probe = select_stats_head(pooled, labels, fit_rows, valid_rows, num_labels, config.probe, refit=False)
+    top = start_from(probe.head)
     history: list[float] = []
-    best_ua, best_epoch, best_state = -1.0, 0, None
-    if len(valid_rows):
-        best_ua = validate()  # epoch 0: the linear probe alone
-        best_state = copy.deepcopy(top.state_dict())
-        history.append(best_ua)
-    for epoch in range(1, config.epochs + 1):
-        top.train()
-        order = torch.randperm(len(fit_rows), generator=generator).numpy()
-        for start in range(0, len(order), config.batch_size):
-            rows = np.sort(fit_rows[order[start : start + config.batch_size]])
-            h = torch.as_tensor(hidden_rows(hidden, rows), dtype=torch.float32)
-            h = _time_mask(h, config.time_mask_fraction, config.time_mask_spans, generator).to(device)
-            p = torch.as_tensor(lower[rows], dtype=torch.float32, device=device)
-            y = torch.as_tensor(labels[rows], dtype=torch.long, device=device)
-            n = torch.as_tensor(lengths[rows], dtype=torch.long)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                logits = top(h, p, n)
-            loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-        if len(valid_rows):
-            ua = validate()
-            history.append(ua)
-            if progress:
-                progress(f"  epoch {epoch}/{config.epochs}: validation UA {100 * ua:.1f}")
-            if ua > best_ua:
-                best_ua, best_epoch, best_state = ua, epoch, copy.deepcopy(top.state_dict())
-    if best_state is not None:
-        top.load_state_dict(best_state)
-    else:
+    best: dict[str, Any] = {"ua": -1.0, "epoch": 0, "state": None}
+
+    def keep_best(epoch: int) -> None:
+        ua = validate(top)
+        history.append(ua)
+        if epoch and progress:
+            progress(f"  epoch {epoch}/{config.epochs}: validation UA {100 * ua:.1f}")
+        if ua > best["ua"]:
+            best.update(ua=ua, epoch=epoch, state=copy.deepcopy(top.state_dict()))
+
+    if len(valid_rows) == 0:
+        train(top, fit_rows, config.epochs)
         best_epoch = config.epochs
+    else:
+        keep_best(0)  # epoch 0: the linear probe alone
+        train(top, fit_rows, config.epochs, keep_best)
+        best_epoch = best["epoch"]
+        if config.refit:
+            rows = np.concatenate([fit_rows, valid_rows])
+            # the frozen path's head exactly (same warm start): where the probe is kept, the recipe's is it
+            top = start_from(refit_stats_head(probe, pooled, labels, rows, num_labels, config.probe).head)
+            if best_epoch:
+                if progress:
+                    progress(f"  refit on fitting + validation speakers: probe, then {best_epoch} epoch(s)")
+                train(top, rows, best_epoch)
+        else:
+            top.load_state_dict(best["state"])
     top.eval().to("cpu")
     probe_ua = max(probe.history) if probe.history else None
     return RecipeFit(top, best_epoch, history, probe_ua, probe.chosen)
@@ -297,6 +324,11 @@ class RecipeStrategy:
             num_proc,
         )
         self.progress, self.device = progress, device
+
+    @property
+    def refits_on_validation(self) -> bool:
+        """Whether the final model is trained again with the validation speakers once they have chosen."""
+        return self.config.refit
 
     def settings(self) -> dict[str, Any]:
         recipe = {k: v for k, v in self.config.__dict__.items() if k != "probe"}

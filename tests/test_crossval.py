@@ -1,6 +1,7 @@
 """Speaker-independent cross-validation, the frozen-encoder fast path and the fine-tuning recipe (tiny models)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,16 @@ from transformers import pipeline
 from ser_hf import EmotionRecognizer
 from ser_hf.crossval import cross_validate, fold_rows, make_folds
 from ser_hf.errors import CorpusError
-from ser_hf.frozen import FrozenStrategy, HeadConfig, WeightedLayerHead, layer_features, predict_head, train_head
+from ser_hf.frozen import (
+    FrozenStrategy,
+    HeadConfig,
+    StatsHeadConfig,
+    WeightedLayerHead,
+    layer_features,
+    predict_head,
+    select_stats_head,
+    train_head,
+)
 from ser_hf.labels import RAVDESS_EMOTIONS
 from ser_hf.recipe import RecipeConfig, RecipeStrategy, clip_positions, fine_tune_top
 
@@ -219,6 +229,33 @@ def test_recipe_export_reproduces_the_fine_tuned_model(tiny_whisper, corpus, cac
     assert torch.equal(exported.encoder.layers[0].fc1.weight, prepared.model.encoder.layers[0].fc1.weight)
 
 
+def test_recipe_refits_on_the_validation_speakers_too(tiny_whisper, corpus, cache_dirs):
+    probe = StatsHeadConfig(l2_grid=(1e-1, 1e-2), l2=1e-2)
+    config = RecipeConfig(
+        trainable_layers=1, epochs=2, head_learning_rate=3e-3, encoder_learning_rate=1e-3, probe=probe
+    )
+    prepared = RecipeStrategy(tiny_whisper, recipe=config, **cache_dirs).prepare(corpus)
+    hidden, lengths = prepared.dataset.with_format("numpy", columns=["hidden_state"]), clip_positions(prepared)
+    fit, valid = np.arange(48), np.arange(48, 64)
+    args = (prepared.model, hidden, prepared.features, lengths, prepared.labels, fit, valid, 8)
+    frozen_head = select_stats_head(prepared.features, prepared.labels, fit, valid, 8, probe).head  # refitted
+    original = prepared.model.encoder.layers[1].fc1.weight
+    # Nothing learns (learning rates 0): the probe is kept, and it is the frozen path's head exactly.
+    kept = fine_tune_top(*args, replace(config, head_learning_rate=0.0, encoder_learning_rate=0.0))
+    assert kept.epoch == 0 and len(kept.history) == 3
+    torch.testing.assert_close(kept.top.head.classifier.weight, frozen_head.classifier.weight, rtol=0, atol=0)
+    assert torch.equal(kept.top.layers[0].fc1.weight, original)
+    # Refit or not, the same choices; the refit model differs: it was fitted with the validation rows too.
+    refitted = fine_tune_top(*args, config)
+    held_out = fine_tune_top(*args, replace(config, refit=False))
+    assert (refitted.epoch, refitted.history, refitted.probe_choice) == (
+        held_out.epoch, held_out.history, held_out.probe_choice
+    )  # fmt: skip
+    assert not torch.equal(refitted.top.head.classifier.weight, held_out.top.head.classifier.weight)
+    moved = not torch.equal(refitted.top.layers[0].fc1.weight, original)
+    assert moved == (refitted.epoch > 0), refitted.epoch
+
+
 def test_normalizer_folds_exactly_into_the_standard_head():
     from ser_hf.frozen import FeatureNormalizer
 
@@ -261,7 +298,10 @@ def test_cli_evaluate_cv_and_train_with_the_recipe(tiny_whisper, corpus_dir, tmp
     assert saved["strategy"] == "finetune" and saved["test_speakers"] == ["8"]
     card = (model / "README.md").read_text()  # the card from the strategy's run: custom code, the test scores
     assert "- custom_code" in card and "trust_remote_code=True" in card and "strategy: finetune" in card
-    assert "tested once on actor 8" in card and "hyper-parameters chosen on actor 7" in card
+    assert (
+        "tested once on actor 8" in card
+        and "hyper-parameters chosen on actor 7, then the final model fitted with them too" in card
+    )
     assert EmotionRecognizer.from_pretrained(model).predict(np.zeros(RATE // 2, np.float32) + 0.01).label
 
 
