@@ -106,7 +106,7 @@ def _pool_batch(
     outputs = encoder_of(model)(**inputs, output_hidden_states=True)
     hidden = torch.stack(outputs.hidden_states, dim=1).cpu()  # (batch, layers + 1, positions, hidden)
     positions = hidden.shape[2]
-    window, speech, spread = [], [], []
+    window, lengths = [], []
     if "attention_mask" in inputs and not is_whisper(model):
         mask = model._get_feature_vector_attention_mask(positions, inputs["attention_mask"]).cpu()
     else:
@@ -121,10 +121,9 @@ def _pool_batch(
                 model, collator.feature_extractor, min(wave.shape[0], collator.max_samples or wave.shape[0]), positions
             )
         window.append(model_view.float().numpy())
-        mean, std = masked_mean_std(hidden[i : i + 1], torch.tensor([n])).chunk(2, dim=-1)
-        speech.append(mean[0].numpy())
-        spread.append(std[0].numpy())
-    out = {"pooled_window": window, "pooled_speech": speech, "pooled_std": spread}
+        lengths.append(n)
+    speech, spread = masked_mean_std(hidden, torch.tensor(lengths)).chunk(2, dim=-1)
+    out = {"pooled_window": window, "pooled_speech": list(speech.numpy()), "pooled_std": list(spread.numpy())}
     if keep_layer is not None:
         out["hidden_state"] = [h.float().numpy() for h in hidden[:, keep_layer]]
     return out
@@ -520,10 +519,11 @@ def select_stats_head(
     sooner); the refit starts from the chosen fit.
     """
     options = {"class_weighted": config.class_weighted, "max_iter": config.max_iter}
-    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     if len(valid_rows) == 0:
-        head = _logistic_regression(_Standardised.of(x[fit_rows]), labels[fit_rows], num_labels, config.l2, **options)
-        return HeadFit(head, None, [], {"l2": config.l2})
+        return HeadFit(
+            fit_stats_head(x[fit_rows], y[fit_rows], num_labels, config.l2, **options), None, [], {"l2": config.l2}
+        )
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     data = _Standardised.of(x[fit_rows])
     trials: dict[float, StatsHead] = {}
     previous = None

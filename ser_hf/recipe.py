@@ -206,10 +206,6 @@ def fine_tune_top(
     k = len(model.encoder.layers) - config.trainable_layers
     if not 0 <= k < len(model.encoder.layers):
         raise ValueError(f"trainable_layers must be 1..{len(model.encoder.layers)}, not {config.trainable_layers}")
-    counts = np.bincount(labels[fit_rows], minlength=num_labels).astype(np.float32)
-    balance = counts.sum() / np.maximum(counts, 1) / num_labels
-    weights = torch.as_tensor(balance, device=device) if config.class_weighted else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
     lower = pooled[:, :k]
 
     def start_from(head: StatsHead) -> TopLayersClassifier:
@@ -224,7 +220,11 @@ def fine_tune_top(
         return unweighted_average_recall(logits.argmax(-1), labels[valid_rows], num_labels)
 
     def train(top: TopLayersClassifier, rows_to_fit: np.ndarray, epochs: int, after_epoch: Any = None) -> None:
-        """``epochs`` epochs over ``rows_to_fit`` on the schedule of ``config.epochs`` (same seed every run)."""
+        """``epochs`` epochs over ``rows_to_fit`` on the schedule of ``config.epochs`` (same seed every run),
+        the loss weighted by the classes of ``rows_to_fit``."""
+        counts = np.bincount(labels[rows_to_fit], minlength=num_labels).astype(np.float32)
+        balance = counts.sum() / np.maximum(counts, 1) / num_labels
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(balance, device=device) if config.class_weighted else None)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         optimizer = torch.optim.AdamW(_parameter_groups(top, config), weight_decay=config.weight_decay)
