@@ -10,6 +10,10 @@ wall times for:
   window fitted to the clips, timed from a cold feature cache (decoding + encoding every clip + 6 heads);
 - the same features with transformers' own weighted-layer head (``head_type="weighted"``, a plain
   WhisperForAudioClassification checkpoint; `--skip_weighted` leaves it out);
+- the speaker-adaptive statistics head (``speaker_adaptive=True``; `--skip_adaptive` leaves it out): each
+  actor's clips centred on that actor's mean, the test actors' included (unlabelled), so a different
+  protocol from the per-clip rows, printed apart from the targets (``bench/speaker_adaptation.py`` measures
+  how many clips of a speaker it needs);
 - the statistics head at Whisper's full 30 s window, untrimmed;
 - ser-hf's fine-tuning recipe (strategy="finetune"; `--skip_finetune` leaves it out; `--finetune_folds 6
   --finetune_epochs 2` runs a shorter check on fold 6 only, labelled as such).
@@ -60,6 +64,7 @@ def main() -> int:
     parser.add_argument("--skip_finetune", action="store_true", help="Leave out the fine-tuning recipe.")
     parser.add_argument("--skip_30s", action="store_true", help="Leave out the 30 s window comparison.")
     parser.add_argument("--skip_weighted", action="store_true", help="Leave out the standard weighted-layer head.")
+    parser.add_argument("--skip_adaptive", action="store_true", help="Leave out the speaker-adaptive statistics head.")
     parser.add_argument(
         "--finetune_folds",
         default=None,
@@ -120,6 +125,17 @@ def main() -> int:
         window_w = results["frozen_weighted"].settings["window_seconds"]
         name = f"ser-hf frozen, standard weighted-layer head (trimmed, {window_w} s window)"
         rows.append(_row(name, results["frozen_weighted"], seconds["frozen_weighted"]))
+
+    # 1c. Speaker-adaptive statistics head: a different protocol (test actors' unlabelled clips centre them).
+    if not args.skip_adaptive:
+        start = time.perf_counter()
+        results["frozen_adaptive"] = cross_validate(
+            corpus, args.model, strategy="frozen", speaker_adaptive=True, n_folds=6, output_dir=out / "frozen-adaptive",
+            progress=say, cache_dir=cache,
+        )  # fmt: skip
+        seconds["frozen_adaptive"] = time.perf_counter() - start
+        name = "ser-hf frozen, statistics head, speaker-adaptive (each test actor centred on their 60 clips)"
+        rows.append(_row(name, results["frozen_adaptive"], seconds["frozen_adaptive"]))
 
     # 2. The statistics head at Whisper's full 30 s window, untrimmed (features cached across runs).
     if not args.skip_30s:
@@ -190,6 +206,8 @@ def main() -> int:
     print("\ntargets:")
     for text, met in targets:
         print(f"  [{'met' if met else 'NOT met'}] {text}")
+    if "frozen_adaptive" in results:
+        print("  (the speaker-adaptive row counts for no target: it centres test actors on their own clips)")
     summary = {
         key: {**result.summary(), "seconds": seconds[key], "timings": result.timings} for key, result in results.items()
     }

@@ -29,6 +29,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _predict(args: argparse.Namespace) -> int:
     recognizer = _load(args)
+    if args.speaker_clips:
+        recognizer.adapt_to_speaker(_audio_files(args.speaker_clips))
     if args.timeline:
         return _predict_timeline(recognizer, args)
     results = recognizer.predict(
@@ -44,6 +46,23 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             _print({"file": path, **result.to_dict()})
     return 1 if failed else 0
+
+
+def _audio_files(paths: Sequence[str]) -> list[str]:
+    """Files as given, folders expanded to the audio files under them."""
+    from pathlib import Path
+
+    from .corpora import scan_audio_files
+
+    files: list[str] = []
+    for name in paths:
+        if not Path(name).is_dir():
+            files.append(name)
+        elif found := scan_audio_files(name):
+            files += [str(p) for p in found]
+        else:
+            raise SerHfError(f"{name}: no audio files in this folder")
+    return files
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -83,6 +102,12 @@ def _strategy_options(args: argparse.Namespace) -> dict[str, object]:
     options: dict[str, object] = {"trim_silence": not args.no_trim_silence, "window_seconds": args.window_seconds}
     if args.strategy == "frozen":
         options["head_type"] = args.head or "stats"
+        if args.speaker_adaptive:
+            if options["head_type"] != "stats":
+                raise SerHfError("--speaker_adaptive needs the statistics head (--head stats)")
+            options["speaker_adaptive"] = True
+    elif args.speaker_adaptive:
+        raise SerHfError("--speaker_adaptive is for --strategy frozen (the statistics head)")
     elif args.head not in (None, "stats"):
         raise SerHfError(f"--head {args.head} is for --strategy frozen; the recipe trains the statistics head")
     if args.cache_dir:
@@ -121,6 +146,14 @@ def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
         "classifier, saved as a LayerStatsForAudioClassification (plain transformers loads it with "
         "trust_remote_code=True); weighted: transformers' own weighted-layer-sum head (a plain "
         "*ForAudioClassification checkpoint, lower UA).",
+    )
+    parser.add_argument(
+        "--speaker_adaptive",
+        "--speaker-adaptive",
+        action="store_true",
+        help="Frozen statistics head: centre every clip on its speaker's mean (unlabelled clips; in cross-"
+        "validation the test speakers' own). A different protocol, reported as such; the model then adapts to "
+        "a speaker from a few of their clips (predict --speaker_clips).",
     )
     parser.add_argument(
         "--window_seconds",
@@ -315,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="Cut leading/trailing silence first (default: the recognizer's setting).",
+    )
+    predict.add_argument(
+        "--speaker_clips",
+        "--speaker-clips",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="Speaker-adaptive models: adapt to the speaker from these clips first (files or folders; repeatable).",
     )
     predict.add_argument(
         "--timeline", action="store_true", help="Emotion over time: one JSON line per window (files of any length)."

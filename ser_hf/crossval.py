@@ -171,6 +171,11 @@ class CrossValidationResult:
             "",
             f"{len(self.folds)} folds; every fold tests speakers absent from its training and validation data.",
             "",
+            *(
+                [f"**Speaker-adaptive** (not the per-clip protocol): {self.settings['speaker_adaptive']}.", ""]
+                if self.settings.get("speaker_adaptive")
+                else []
+            ),
             "| fold | test speakers | validation speakers | UA % | WA % | macro-F1 % |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
@@ -304,7 +309,7 @@ def cross_validate(
     label_names = list(corpus.features["label"].names)
 
     start = time.perf_counter()
-    prepared = runner.prepare(corpus)
+    prepared = runner.prepare(corpus, speaker_column=speaker_column)
     timings = {"prepare (decode + cache features)": time.perf_counter() - start}
     rows_speakers = prepared.dataset[speaker_column]
     results = []
@@ -374,7 +379,7 @@ def train_and_save(
     if strategy not in available:
         raise ValueError(f"strategy must be one of {sorted(available)}, not {strategy!r}")
     runner = available[strategy](model_name_or_path, **options)
-    prepared = runner.prepare(corpus)
+    prepared = runner.prepare(corpus, speaker_column=speaker_column)
     keys = [speaker_key(s) for s in prepared.dataset[speaker_column]]
     test = [speaker_key(s) for s in test_speakers]
     validation = [speaker_key(s) for s in validation_speakers]

@@ -15,6 +15,11 @@ standard weighted-layer head on the same cached Whisper tiny.en features (RAVDES
 ``bench/cv_ravdess.py``, see the README). Any encoder of the wav2vec2 family (wav2vec2, HuBERT, WavLM,
 data2vec-audio) or a Whisper encoder can sit under the head; the real frames come from the feature
 extractor's attention mask.
+
+Speaker adaptation (``config.speaker_adaptive``): a head trained on statistics centred on each speaker's
+own mean (``ser_hf.frozen.FrozenStrategy(speaker_adaptive=True)``) subtracts ``speaker_mean`` before
+standardising. `adapt_to_speaker` sets it from a few unlabelled clips of the speaker to be recognised;
+until then (and after `reset_speaker`) it is the training speakers' average.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ class LayerStatsConfig(PretrainedConfig):
 
     ``encoder`` is the encoder's own config as a dict (``model_type`` included); ``layers`` the hidden
     states pooled (indices into the encoder's ``hidden_states``, 0 = the input of the first layer;
-    ``None`` = all of them); ``classifier_dropout`` applies to the standardised statistics in training.
+    ``None`` = all of them); ``classifier_dropout`` applies to the standardised statistics in training;
+    ``speaker_adaptive`` says the head expects statistics centred on the speaker's mean (see
+    `LayerStatsForAudioClassification.adapt_to_speaker`).
     """
 
     model_type = MODEL_TYPE
@@ -45,11 +52,13 @@ class LayerStatsConfig(PretrainedConfig):
         encoder: dict[str, Any] | None = None,
         layers: list[int] | None = None,
         classifier_dropout: float = 0.0,
+        speaker_adaptive: bool = False,
         **kwargs: Any,
     ):
         self.encoder = dict(encoder) if encoder is not None else {"model_type": "wav2vec2"}
         self.layers = [int(i) for i in layers] if layers is not None else None
         self.classifier_dropout = float(classifier_dropout)
+        self.speaker_adaptive = bool(speaker_adaptive)
         super().__init__(**kwargs)
 
     @property
@@ -112,6 +121,10 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         # Fitted on the training clips' statistics; the classifier sees standardised features.
         self.register_buffer("feature_mean", torch.zeros(features))
         self.register_buffer("feature_std", torch.ones(features))
+        if config.speaker_adaptive:
+            # The current speaker's mean statistics, and the training speakers' average (the default).
+            self.register_buffer("speaker_mean", torch.zeros(features))
+            self.register_buffer("reference_speaker_mean", torch.zeros(features))
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(features, config.num_labels)
         self.post_init()
@@ -154,6 +167,8 @@ class LayerStatsForAudioClassification(PreTrainedModel):
     def classify(self, statistics: torch.Tensor) -> torch.Tensor:
         """Logits for raw statistics ``(batch, layers, 2 * hidden)``."""
         flat = statistics.flatten(1).to(self.feature_mean.dtype)
+        if self.config.speaker_adaptive:
+            flat = flat - self.speaker_mean
         return self.classifier(self.dropout((flat - self.feature_mean) / self.feature_std))
 
     def forward(
@@ -192,6 +207,41 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         self.feature_std.copy_(torch.as_tensor(std).flatten())
         self.classifier.weight.copy_(torch.as_tensor(weight))
         self.classifier.bias.copy_(torch.as_tensor(bias))
+
+    def _require_adaptive(self) -> None:
+        if not self.config.speaker_adaptive:
+            raise ValueError(
+                "this model's head was not trained on speaker-centred statistics (config.speaker_adaptive is "
+                "False): it cannot adapt to a speaker; train with speaker_adaptive=True"
+            )
+
+    @torch.no_grad()
+    def set_reference_speaker(self, mean: torch.Tensor) -> None:
+        """Set the training speakers' average statistics (flattened), and make it the current speaker."""
+        self._require_adaptive()
+        self.reference_speaker_mean.copy_(torch.as_tensor(mean).flatten())
+        self.speaker_mean.copy_(self.reference_speaker_mean)
+
+    @torch.no_grad()
+    def adapt_to_speaker(self, statistics: torch.Tensor) -> None:
+        """Centre later predictions on one speaker: ``statistics`` ``(clips, layers, 2 * hidden)`` are the raw
+        `pooled_statistics` of unlabelled clips of that speaker (the more the better; ten or more)."""
+        self._require_adaptive()
+        statistics = torch.as_tensor(statistics)
+        if statistics.ndim != 3 or statistics.shape[1] * statistics.shape[2] != self.speaker_mean.numel():
+            raise ValueError(
+                f"expected statistics (clips, layers, 2 * hidden) with {self.speaker_mean.numel()} numbers per "
+                f"clip, got shape {tuple(statistics.shape)}"
+            )
+        if statistics.shape[0] == 0:
+            raise ValueError("adapt_to_speaker needs at least one clip of the speaker")
+        self.speaker_mean.copy_(statistics.flatten(1).to(self.speaker_mean.dtype).mean(dim=0))
+
+    @torch.no_grad()
+    def reset_speaker(self) -> None:
+        """Forget `adapt_to_speaker`: back to the training speakers' average."""
+        self._require_adaptive()
+        self.speaker_mean.copy_(self.reference_speaker_mean)
 
 
 def statistics_size(config: LayerStatsConfig) -> int:

@@ -149,6 +149,8 @@ class ModelCardFacts:
     model_type: str | None = None
     #: Whether transformers needs the modeling code shipped with the weights (``trust_remote_code=True``).
     custom_code: bool = False
+    #: Whether the head expects statistics centred on the speaker (``adapt_to_speaker``; tested that way).
+    speaker_adaptive: bool = False
     sampling_rate: int = 16_000
     window_seconds: float | None = None
     #: Where the model is loaded from in the usage snippets (the Hub id once pushed).
@@ -184,6 +186,7 @@ class ModelCardFacts:
             architecture=type(model).__name__,
             model_type=getattr(config, "model_type", None),
             custom_code=bool(getattr(config, "auto_map", None)) or getattr(config, "model_type", None) == MODEL_TYPE,
+            speaker_adaptive=bool(getattr(config, "speaker_adaptive", False)),
             sampling_rate=rate,
             window_seconds=round(window / rate, 2) if window else None,
             model_id=model_id,
@@ -305,7 +308,13 @@ class ModelCardFacts:
             refit = ", then the final model fitted with them too" if self.refitted else ""
             parts.append(f"{self.selection} on {self._speakers('validation')}{refit}")
         parts.append(f"tested once on {self._speakers('test') or 'the test split'}{test_clips}")
-        return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training."
+        adapted = (
+            " **Speaker-adaptive**: each test speaker's clips were centred on the mean of their own clips "
+            "(unlabelled), as `adapt_to_speaker` does."
+            if self.speaker_adaptive
+            else ""
+        )
+        return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training.{adapted}"
 
     @property
     def title(self) -> str:
@@ -537,6 +546,7 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
         labels=facts.labels,
         architecture=facts.architecture,
         custom_code=facts.custom_code,
+        speaker_adaptive=facts.speaker_adaptive,
         base_model_name=facts.base_model_name,
         corpus=facts.corpus_name,
         sampling_rate=facts.sampling_rate,

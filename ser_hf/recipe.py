@@ -340,7 +340,7 @@ class RecipeStrategy:
             "probe": dict(self.config.probe.__dict__),
         }
 
-    def prepare(self, corpus: Dataset) -> PreparedCorpus:
+    def prepare(self, corpus: Dataset, *, speaker_column: str = "speaker") -> PreparedCorpus:
         prepared = encode_corpus(
             corpus,
             self.model_name_or_path,

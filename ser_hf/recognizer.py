@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Default timeline/stream window (seconds), capped by a fixed-window model's own window.
 DEFAULT_WINDOW_SECONDS = 3.0
+#: What `LayerStatsForAudioClassification.pooled_statistics` takes from a collated batch.
+_STATISTICS_INPUTS = ("input_values", "input_features", "attention_mask")
 #: Config attribute recording whether the model was trained on silence-trimmed clips.
 TRIM_SILENCE_CONFIG_KEY = "ser_hf_trim_silence"
 
@@ -239,6 +241,70 @@ class EmotionRecognizer:
         predicted = dict(zip(keys, self.predict_waveforms([waveforms[k] for k in keys], batch_size=batch_size)))
         out: list[Prediction | AudioError] = [predicted.get(i) or failures[i] for i in range(len(items))]
         return out[0] if single else out  # type: ignore[return-value]
+
+    # ------------------------------------------------------- speaker adaptation
+    @property
+    def is_speaker_adaptive(self) -> bool:
+        """Whether the model can centre its predictions on one speaker (`adapt_to_speaker`)."""
+        return bool(getattr(self.model.config, "speaker_adaptive", False))
+
+    def _adaptive_model(self) -> Any:
+        if self.is_speaker_adaptive and self.backend == "onnxruntime":
+            raise SerHfError(
+                "an ONNX export keeps the speaker it was exported with: adapt the PyTorch model "
+                "(adapt_to_speaker), then export it"
+            )
+        if not self.is_speaker_adaptive or not hasattr(self.model, "adapt_to_speaker"):
+            raise SerHfError(
+                f"{type(self.model).__name__} was not trained for speaker adaptation; train with the frozen "
+                "path's statistics head and speaker_adaptive=True (`ser-hf train --strategy frozen "
+                "--speaker_adaptive`), or predict without adapting"
+            )
+        return self.model
+
+    @torch.inference_mode()
+    def adapt_to_speaker(
+        self,
+        inputs: Any,
+        *,
+        sampling_rate: int | None = None,
+        batch_size: int = 8,
+        trim_silence: bool | None = None,
+    ) -> EmotionRecognizer:
+        """Centre later predictions on one speaker, from unlabelled clips of them (inputs as in `predict`).
+
+        Only for speaker-adaptive models (`is_speaker_adaptive`). Ten or more clips of mixed speech work best:
+        on RAVDESS (Whisper tiny.en, 6 folds by actor; ``bench/speaker_adaptation.py``) 3 random clips per
+        test actor gave 73.3 UA, 5 gave 79.2, 10 gave 82.0, all 60 gave 84.5; unadapted 72.9, and the
+        per-clip head 76.5. `reset_speaker` undoes it. Returns ``self``.
+        """
+        model = self._adaptive_model()
+        items = [inputs] if _is_single_input(inputs) else list(inputs)
+        if not items:
+            raise SerHfError("adapt_to_speaker() got no clips of the speaker")
+        waveforms = []
+        for i, item in enumerate(items):
+            try:
+                waveforms.append(self.load(item, sampling_rate=sampling_rate))
+            except AudioError as err:
+                raise type(err)(err.source, f"{err.problem} (speaker clip {i})") from err
+        if self.trim_silence if trim_silence is None else trim_silence:
+            waveforms = [audio.trim_silence(w, self.sampling_rate) for w in waveforms]
+        self._warn_if_truncated(waveforms)
+        statistics = []
+        for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
+            batch = self._collator.encode([waveforms[i] for i in chunk])
+            batch = {k: v.to(self.device) for k, v in batch.items() if k in _STATISTICS_INPUTS}
+            statistics.append(model.pooled_statistics(**batch).float())
+        model.adapt_to_speaker(torch.cat(statistics))
+        if len(waveforms) < 10:
+            logger.warning("adapted to a speaker from %d clip(s); ten or more give steadier predictions", len(items))
+        return self
+
+    def reset_speaker(self) -> EmotionRecognizer:
+        """Undo `adapt_to_speaker`: predictions centred on the training speakers' average again."""
+        self._adaptive_model().reset_speaker()
+        return self
 
     def _warn_if_truncated(self, waveforms: Any) -> None:
         window = window_samples(self.feature_extractor)
