@@ -47,7 +47,7 @@ def main() -> int:
     per_clip, centred = plain.prepare(corpus), adaptive.prepare(corpus)
     print(f"features: {time.perf_counter() - start:.0f} s ({len(corpus)} clips)", file=sys.stderr)
     speakers, labels, n = centred.speakers, centred.labels, len(centred.label_names)
-    raw = np.stack([centred.features[i] + centred.speaker_means[s] for i, s in enumerate(speakers)])
+    raw = per_clip.features  # the same cached statistics, uncentred
     sizes = [int(k) for k in args.clips.split(",")]
     ua: dict[str, list[float]] = {}
 

@@ -159,9 +159,7 @@ class EmotionRecognizer:
         A clip's prediction never depends on the other clips: see `padding_is_exact`.
         """
         results: list[Prediction | None] = [None] * len(waveforms)
-        for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
-            batch = self._collator.encode([waveforms[i] for i in chunk])
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+        for chunk, batch in self._encoded_batches(waveforms, batch_size):
             logits = self.model(**batch).logits.float()
             probabilities = torch.softmax(logits, dim=-1).cpu().numpy()
             for i, row in zip(chunk, probabilities):
@@ -178,6 +176,14 @@ class EmotionRecognizer:
         return window_samples(self.feature_extractor) is not None or bool(
             getattr(self.feature_extractor, "return_attention_mask", False)
         )
+
+    def _encoded_batches(
+        self, waveforms: Sequence[np.ndarray], batch_size: int
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """(indices, model inputs on the device) for each batch of `_batches`."""
+        for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
+            batch = self._collator.encode([waveforms[i] for i in chunk])
+            yield chunk, {k: v.to(self.device) for k, v in batch.items()}
 
     def _batches(self, lengths: Sequence[int], batch_size: int) -> list[list[int]]:
         """Indices sorted by length, cut into batches (of equal lengths only where padding is not exact)."""
@@ -291,11 +297,10 @@ class EmotionRecognizer:
         if self.trim_silence if trim_silence is None else trim_silence:
             waveforms = [audio.trim_silence(w, self.sampling_rate) for w in waveforms]
         self._warn_if_truncated(waveforms)
-        statistics = []
-        for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
-            batch = self._collator.encode([waveforms[i] for i in chunk])
-            batch = {k: v.to(self.device) for k, v in batch.items() if k in _STATISTICS_INPUTS}
-            statistics.append(model.pooled_statistics(**batch).float())
+        statistics = [
+            model.pooled_statistics(**{k: v for k, v in batch.items() if k in _STATISTICS_INPUTS}).float()
+            for _, batch in self._encoded_batches(waveforms, batch_size)
+        ]
         model.adapt_to_speaker(torch.cat(statistics))
         if len(waveforms) < 10:
             logger.warning("adapted to a speaker from %d clip(s); ten or more give steadier predictions", len(items))
