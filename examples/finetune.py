@@ -1,29 +1,33 @@
-"""Fine-tune a pretrained speech encoder for emotion recognition on RAVDESS, speaker-independently.
+"""Train a speech emotion recognizer, speaker-independently: ser-hf's two-phase pipeline from the command line.
 
     accelerate launch examples/finetune.py \
-        --model_name_or_path facebook/wav2vec2-base --data_dir path/to/RAVDESS --output_dir out
+        --model_name_or_path openai/whisper-tiny.en --data_dir path/to/RAVDESS --output_dir runs/finetune
 
-Takes every `transformers.TrainingArguments` flag too. Validation actors (--eval_actors, default 19,20)
-pick the best epoch by UA; the test actors (--test_actors, default 21-24) are scored once at the end,
-and the best model is saved at the top of --output_dir (load it with EmotionRecognizer.from_pretrained)
-with its model card (README.md, confusion_matrix.png). `--push_to_hub --hub_model_id user/name` pushes
-that folder to the Hub once, after the test (the Trainer's own per-checkpoint pushes are turned off).
+Phase 1 fits the head on the encoder's cached features; ``--finetune_layers N`` adds phase 2, the top N
+encoder layers fine-tuned through `transformers.Trainer` (where several GPUs and ``accelerate launch`` pay).
+Validation speakers (``--eval_speakers``; RAVDESS: actors 19-20) choose, the test speakers (``--test_speakers``;
+RAVDESS: 21-24) are scored once, and the model is saved at the top of ``--output_dir`` with its card, ready for
+``EmotionRecognizer.from_pretrained``. Takes every `transformers.TrainingArguments` flag too (``--help``).
 """
 
 import json
+import sys
 
-from transformers import HfArgumentParser
+from ser_hf.arguments import SERArgumentParser
+from ser_hf.trainer import EmotionTrainer
 
-from ser_hf.training import DataArguments, ModelArguments, SERTrainingArguments, run_training
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def main() -> None:
-    parser = HfArgumentParser((ModelArguments, DataArguments, SERTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-    outcome = run_training(model_args, data_args, training_args)
-    if outcome.trainer.is_world_process_zero():
+    model_args, data_args, training_args = SERArgumentParser().parse_args_into_dataclasses()
+    outcome = EmotionTrainer(model_args, data_args, training_args, progress=progress).train()
+    if training_args.should_save:
         print(json.dumps({k: round(v, 4) for k, v in outcome.test_metrics.items()}, indent=2))
-        if outcome.hub_commit_url:  # --push_to_hub: pushed once by run_training, after the test, with the card
+        print(f"model saved to {outcome.output_dir} (EmotionRecognizer.from_pretrained({str(outcome.output_dir)!r}))")
+        if outcome.hub_commit_url:  # --push_to_hub: one commit, after the test, with the card
             print("pushed:", outcome.hub_commit_url)
 
 

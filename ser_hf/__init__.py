@@ -24,9 +24,11 @@ from .errors import (
 if TYPE_CHECKING:
     from .audio import load_audio
     from .corpora import (
+        load_corpora,
         load_corpus,
         load_crema_d,
         load_emodb,
+        load_emovo,
         load_label_folders,
         load_manifest,
         load_ravdess,
@@ -43,9 +45,11 @@ _LAZY = {
     "load_audio": ".audio",
     **dict.fromkeys(
         (
+            "load_corpora",
             "load_corpus",
             "load_crema_d",
             "load_emodb",
+            "load_emovo",
             "load_label_folders",
             "load_manifest",
             "load_ravdess",
@@ -90,9 +94,11 @@ __all__ = [
     "UnreadableAudioError",
     "__version__",
     "load_audio",
+    "load_corpora",
     "load_corpus",
     "load_crema_d",
     "load_emodb",
+    "load_emovo",
     "load_label_folders",
     "load_manifest",
     "load_ravdess",

@@ -26,6 +26,7 @@ from .errors import (
     SilentAudioError,
     UnreadableAudioError,
 )
+from .feature_extraction import normalize_loudness, trim_silence  # noqa: F401  (re-exported)
 
 AudioInput = str | os.PathLike | bytes | bytearray | BinaryIO | np.ndarray | Mapping[str, Any] | Any
 
@@ -360,31 +361,3 @@ def iter_blocks(
             yield tail
         if not yielded:
             raise EmptyAudioError(name, "contains no decodable samples (truncated file?)")
-
-
-def trim_silence(
-    samples: np.ndarray,
-    sampling_rate: int,
-    *,
-    threshold_db: float = 40.0,
-    frame_seconds: float = 0.025,
-    margin_seconds: float = 0.1,
-) -> np.ndarray:
-    """Cut leading and trailing frames quieter than ``threshold_db`` below the clip's loudest frame.
-
-    Keeps ``margin_seconds`` on each side; returns the input unchanged when nothing would remain.
-    """
-    frame = max(1, int(frame_seconds * sampling_rate))
-    n_frames = samples.size // frame
-    if n_frames < 3:
-        return samples
-    frames = samples[: n_frames * frame].reshape(n_frames, frame)
-    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-    peak = float(rms.max())
-    if peak <= 0.0:
-        return samples
-    loud = np.flatnonzero(rms >= peak * 10.0 ** (-threshold_db / 20.0))
-    margin = int(margin_seconds * sampling_rate)
-    start = max(0, int(loud[0]) * frame - margin)
-    end = min(samples.size, (int(loud[-1]) + 1) * frame + margin)
-    return samples[start:end] if end > start else samples

@@ -33,9 +33,7 @@ def _predict(args: argparse.Namespace) -> int:
         recognizer.adapt_to_speaker(_audio_files(args.speaker_clips))
     if args.timeline:
         return _predict_timeline(recognizer, args)
-    results = recognizer.predict(
-        list(args.files), batch_size=args.batch_size, errors=args.errors, trim_silence=args.trim_silence
-    )
+    results = recognizer.predict(list(args.files), batch_size=args.batch_size, errors=args.errors)
     failed = 0
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
@@ -65,159 +63,64 @@ def _audio_files(paths: Sequence[str]) -> list[str]:
     return files
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from .corpora import load_corpus
+def _evaluate(argv: Sequence[str]) -> int:
+    """``ser-hf evaluate``: cross-validation (``--cv``), leave one corpus out (``--test_corpus``), or a trained
+    model scored on a corpus; the report goes to stdout and, with ``--output_dir``, to files."""
+    from .arguments import SERArgumentParser
 
-    corpus = load_corpus(args.data_dir, args.corpus, on_invalid=args.on_invalid)
-    if args.cv:
-        from .crossval import cross_validate
-
-        options = _strategy_options(args)
-        result = cross_validate(
-            corpus,
-            args.model,
-            strategy=args.strategy,
-            n_folds=args.cv,
-            folds=_parse_folds(args.folds),
-            validation=int(args.validation) if str(args.validation).isdigit() else args.validation,
-            speaker_column=args.speaker_column,
-            output_dir=args.output_dir,
-            progress=lambda line: print(line, file=sys.stderr, flush=True),
-            **options,
-        )
-        print(result.to_markdown())
-        if args.output_dir:
-            print(f"report: {args.output_dir}/cv_report/ (cv_report.json, cv_report.md, confusion_matrix.csv/.png)")
-        return 0
-    from .crosscorpus import evaluate_across
-    from .recognizer import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
-    result = evaluate_across(recognizer, corpus)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def _strategy_options(args: argparse.Namespace) -> dict[str, object]:
-    options: dict[str, object] = {"trim_silence": not args.no_trim_silence, "window_seconds": args.window_seconds}
-    if args.strategy == "frozen":
-        options["head_type"] = args.head or "stats"
-        if args.speaker_adaptive:
-            if options["head_type"] != "stats":
-                raise SerHfError("--speaker_adaptive needs the statistics head (--head stats)")
-            options["speaker_adaptive"] = True
-    elif args.speaker_adaptive:
-        raise SerHfError("--speaker_adaptive is for --strategy frozen (the statistics head)")
-    elif args.head not in (None, "stats"):
-        raise SerHfError(f"--head {args.head} is for --strategy frozen; the recipe trains the statistics head")
-    if args.cache_dir:
-        options["cache_dir"] = args.cache_dir
-    if args.device:
-        options["device"] = args.device
-    return options
-
-
-def _parse_folds(text: str | None) -> list[list[str]] | None:
-    """``"1,2,3,4;5,6,7,8;..."`` → test speakers per fold."""
-    if not text:
-        return None
-    return [[s.strip() for s in group.split(",") if s.strip()] for group in text.split(";") if group.strip()]
-
-
-def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--strategy",
-        default="frozen",
-        choices=["frozen", "finetune"],
-        help="frozen: cached encoder features + light head (fast); finetune: ser-hf's fine-tuning recipe.",
+    parser = SERArgumentParser(
+        prog="ser-hf evaluate",
+        description="Speaker-independent cross-validation (--cv K), leave-one-corpus-out (--test_corpus NAME), or "
+        "score a trained model (--model) on a corpus. Takes every option of `ser-hf train`.",
     )
-    parser.add_argument(
-        "--recipe",
-        dest="strategy",
-        action="store_const",
-        const="finetune",
-        help="Same as --strategy finetune (ser-hf's fine-tuning recipe). Takes the value 'ser-hf'.",
-    )
-    parser.add_argument(
-        "--head",
-        default=None,
-        choices=["stats", "weighted"],
-        help="Frozen path's head. stats (default): mean and std of every layer over the real frames + a linear "
-        "classifier, saved as a LayerStatsForAudioClassification (plain transformers loads it with "
-        "trust_remote_code=True); weighted: transformers' own weighted-layer-sum head (a plain "
-        "*ForAudioClassification checkpoint, lower UA).",
-    )
-    parser.add_argument(
-        "--speaker_adaptive",
-        "--speaker-adaptive",
-        action="store_true",
-        help="Frozen statistics head: centre every clip on its speaker's mean (unlabelled clips; in cross-"
-        "validation the test speakers' own). A different protocol, reported as such; the model then adapts to "
-        "a speaker from a few of their clips (predict --speaker_clips).",
-    )
-    parser.add_argument(
-        "--window_seconds",
-        "--window-seconds",
-        type=int,
-        default=None,
-        help="Whisper input window in seconds (default: the corpus' longest trimmed clip).",
-    )
-    parser.add_argument(
-        "--no_trim_silence", "--no-trim-silence", action="store_true", help="Keep leading and trailing silence."
-    )
-    parser.add_argument("--cache_dir", "--cache-dir", default=None, help="Where encoder features are cached.")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(argv))
+    output_given = any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv)
+    progress = _stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        if data_args.cv:
+            from .crossval import cross_validate
 
+            result = cross_validate(
+                arguments=(model_args, data_args, training_args),
+                output_dir=training_args.output_dir if output_given else None,
+                progress=progress,
+            )
+            text = result.to_markdown()
+            where = f"{training_args.output_dir}/cv_report/" if output_given else None
+        elif data_args.test_corpus:
+            from .crosscorpus import leave_one_corpus_out
 
-def _train_with_strategy(argv: Sequence[str]) -> int:
-    from .corpora import load_corpus
-    from .crossval import train_and_save
-    from .splits import parse_speakers
-
-    parser = argparse.ArgumentParser(prog="ser-hf train", description="Train with a ser-hf strategy.")
-    parser.add_argument("--model_name_or_path", "--model", required=True)
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--corpus", default="auto")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--test_actors", default="21,22,23,24")
-    parser.add_argument("--eval_actors", default="19,20")
-    _add_strategy_flags(parser)
-    args = parser.parse_args(_recipe_to_strategy(argv))
-    corpus = load_corpus(args.data_dir, args.corpus)
-    trained = train_and_save(
-        corpus,
-        args.model_name_or_path,
-        args.output_dir,
-        strategy=args.strategy,
-        test_speakers=parse_speakers(args.test_actors),
-        validation_speakers=parse_speakers(args.eval_actors),
-        **_strategy_options(args),
-    )
-    scores = trained.test_scores or {}
-    print(json.dumps({f"test_{k}": scores[k] for k in ("ua", "wa", "macro_f1") if k in scores}, indent=2))
-    return 0
-
-
-def _recipe_to_strategy(argv: Sequence[str]) -> list[str]:
-    """``--recipe ser-hf`` (or ``--recipe=ser-hf``) → ``--strategy finetune``."""
-    out, items = [], list(argv)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if item == "--recipe" and i + 1 < len(items) and not items[i + 1].startswith("--"):
-            if items[i + 1] != "ser-hf":
-                raise SerHfError(f"unknown recipe {items[i + 1]!r}; the recipe is 'ser-hf'")
-            out += ["--strategy", "finetune"]
-            i += 2
-            continue
-        if item.startswith("--recipe="):
-            if item.split("=", 1)[1] != "ser-hf":
-                raise SerHfError(f"unknown recipe {item.split('=', 1)[1]!r}; the recipe is 'ser-hf'")
-            out += ["--strategy", "finetune"]
+            report = leave_one_corpus_out(model_args, data_args, training_args, progress=progress)
+            text = json.dumps(report, indent=2)
+            where = _write_report(training_args.output_dir, "cross_corpus.json", report) if output_given else None
         else:
-            out.append(item)
-        i += 1
-    return out
+            from .corpora import load_corpora
+            from .crosscorpus import evaluate_across
+            from .recognizer import EmotionRecognizer
+
+            if not data_args.sources():
+                raise SerHfError("ser-hf evaluate needs --data_dir (the corpus to score the model on)")
+            corpus = load_corpora(data_args.sources(), data_args.corpus, on_invalid=data_args.on_invalid)
+            recognizer = EmotionRecognizer.from_pretrained(model_args.model_name_or_path)
+            report = evaluate_across(recognizer, corpus, decode_cache_dir=data_args.decode_cache_dir)
+            text = json.dumps(report, indent=2)
+            where = _write_report(training_args.output_dir, "evaluation.json", report) if output_given else None
+    print(text)
+    if where:
+        print(f"report: {where}", file=sys.stderr)
+    return 0
+
+
+def _write_report(folder: str, name: str, report: dict[str, Any]) -> str:
+    from pathlib import Path
+
+    from .atomic import write_json_atomic
+
+    return str(write_json_atomic(Path(folder) / name, report))
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _predict_timeline(recognizer: Any, args: argparse.Namespace) -> int:
@@ -283,15 +186,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    if any(a.startswith(("--strategy", "--recipe")) for a in rest):
-        return _train_with_strategy(rest)
-    from .training import parse_args, run_training
+def _train(argv: Sequence[str]) -> int:
+    """``ser-hf train``: the training pipeline (examples/finetune.py's flags); the test metrics as JSON on
+    stdout, the logs and progress on stderr."""
+    from .arguments import SERArgumentParser
+    from .trainer import EmotionTrainer
 
-    model_args, data_args, training_args = parse_args(rest)
+    parser = SERArgumentParser(prog="ser-hf train", description="Train a speech emotion recognizer (two phases).")
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(argv))
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout keeps only the results
-        outcome = run_training(model_args, data_args, training_args)
-    print(json.dumps(outcome.test_metrics, indent=2))
+        outcome = EmotionTrainer(model_args, data_args, training_args, progress=_stderr).train()
+    print(json.dumps({k: round(v, 4) for k, v in outcome.test_metrics.items()}, indent=2))
     if outcome.hub_commit_url:
         print("pushed:", outcome.hub_commit_url)
     return 0
@@ -343,13 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     predict.add_argument(
-        "--trim-silence",
-        "--trim_silence",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Cut leading/trailing silence first (default: the recognizer's setting).",
-    )
-    predict.add_argument(
         "--speaker_clips",
         "--speaker-clips",
         action="append",
@@ -382,30 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", "--max_upload_mb", type=float, default=50.0, help="Largest upload accepted.")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 
-    evaluate = commands.add_parser(
+    commands.add_parser(
         "evaluate",
-        help="Speaker-independent cross-validation (--cv K), or score a trained model on another corpus.",
+        help="Speaker-independent cross-validation (--cv K), leave one corpus out (--test_corpus), or score a "
+        "trained model on another corpus (see `ser-hf evaluate --help`).",
+        add_help=False,
     )
-    evaluate.add_argument("--data_dir", "--data-dir", required=True, help="Corpus folder, archive or manifest.")
-    evaluate.add_argument(
-        "--corpus", default="auto", help="auto, ravdess, crema-d, tess, savee, emodb, folders or manifest."
-    )
-    evaluate.add_argument(
-        "--model", required=True, help="With --cv: the pretrained encoder. Without: a trained model to score."
-    )
-    evaluate.add_argument("--cv", type=int, default=None, help="Number of folds of whole speakers (RAVDESS: 6).")
-    evaluate.add_argument("--folds", default=None, help="Test speakers per fold, e.g. '1,2,3,4;5,6,7,8;...'.")
-    evaluate.add_argument(
-        "--validation", default="next", help="'next' (the next fold's speakers) or a number of training speakers."
-    )
-    evaluate.add_argument("--speaker_column", "--speaker-column", default="speaker")
-    evaluate.add_argument("--output_dir", "--output-dir", default=None, help="Where to write the reports.")
-    evaluate.add_argument("--on_invalid", default="raise", choices=["raise", "skip"])
-    _add_strategy_flags(evaluate)
-
     commands.add_parser(
         "train",
-        help="Fine-tune a model (same flags as examples/finetune.py; see `ser-hf train --help`).",
+        help="Train a recognizer (the flags of examples/finetune.py; see `ser-hf train --help`).",
         add_help=False,
     )
     return parser
@@ -414,13 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] == "train":
-        return _train(argparse.Namespace(), argv[1:])
-    if argv and argv[0] == "evaluate":
-        argv = ["evaluate", *_recipe_to_strategy(argv[1:])]
-    args = parser.parse_args(argv)
-    handlers = {"predict": _predict, "evaluate": _evaluate, "listen": _listen, "export": _export, "serve": _serve}
     try:
+        if argv and argv[0] in ("train", "evaluate"):
+            return (_train if argv[0] == "train" else _evaluate)(argv[1:])
+        args = parser.parse_args(argv)
+        handlers = {"predict": _predict, "listen": _listen, "export": _export, "serve": _serve}
         return handlers[args.command](args)
     except SerHfError as err:
         print(f"ser-hf: error: {err}", file=sys.stderr)

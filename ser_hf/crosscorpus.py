@@ -92,3 +92,56 @@ def evaluate_across(
     left_out = [name for name in corpus_labels if canonical_emotion(name) not in {canonical_emotion(s) for s in shared}]
     result.update(labels=list(shared), clips=len(decoded), left_out=left_out, skipped=[s.path for s in skipped])
     return result
+
+
+def leave_one_corpus_out(
+    model_args: Any, data_args: Any, training_args: Any, *, progress: Any = None
+) -> dict[str, Any]:
+    """Train on every corpus but ``data_args.test_corpus`` and score that one, over the emotions all share.
+
+    The corpora are encoded once together; the model is chosen on validation speakers of the training corpora
+    (``eval_speakers``, by default a twelfth of each corpus' speakers) and fitted with them; the held-out
+    corpus is scored per clip and, for a speaker-adaptive model, with each of its speakers adapted to from
+    their own unlabelled clips (another protocol, reported apart).
+    """
+    import dataclasses
+
+    from .corpora.info import normalise_corpus_name
+    from .trainer import EmotionTrainer
+
+    sources = data_args.sources()
+    if len(sources) < 2:
+        raise LabelMapError("leaving one corpus out needs at least two corpora (--data_dir A,B)")
+    data_args = dataclasses.replace(data_args, labels="shared")
+    trainer = EmotionTrainer(model_args, data_args, training_args, progress=progress)
+    corpus = trainer.load_corpus()
+    held_out = normalise_corpus_name(data_args.test_corpus)
+    names = sorted({str(c) for c in corpus["corpus"]})
+    if held_out not in names:
+        raise LabelMapError(f"--test_corpus {data_args.test_corpus!r} is not among the corpora loaded ({names})")
+    encoded = trainer.prepare(corpus)
+    test = np.flatnonzero(encoded.corpora == held_out)
+    training = np.flatnonzero(encoded.corpora != held_out)
+    from .splits import default_heldout_speakers, parse_speakers
+
+    if str(data_args.eval_speakers).strip().lower() == "auto":
+        _, validation = default_heldout_speakers(encoded.dataset.select(training))
+    else:
+        validation = parse_speakers(data_args.eval_speakers)
+    is_valid = np.isin(encoded.speakers, validation)
+    fit_rows, valid_rows = training[~is_valid[training]], training[is_valid[training]]
+    fitted = trainer.fit(encoded, fit_rows, valid_rows)
+    references = encoded.labels[test]
+    per_clip = score(trainer.logits(fitted, encoded, test).argmax(-1), references, encoded.label_names)
+    adapted_logits = trainer.adapted_logits(fitted, encoded, test)
+    adapted = None if adapted_logits is None else score(adapted_logits.argmax(-1), references, encoded.label_names)
+    return {
+        "train_corpora": [n for n in names if n != held_out],
+        "test_corpus": held_out,
+        "labels": list(encoded.label_names),
+        "clips": {"train": len(fit_rows), "validation": len(valid_rows), "test": len(test)},
+        "validation_speakers": list(validation),
+        "per_clip": per_clip,
+        "adapted": adapted,
+        "phases": fitted.phases,
+    }

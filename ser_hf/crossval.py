@@ -24,7 +24,7 @@ from datasets import Dataset
 from .atomic import atomic_directory
 from .errors import CorpusError
 from .evaluation import score
-from .splits import speaker_folds, speaker_key
+from .splits import corpus_folds, natural_order, speaker_key
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,15 @@ def make_folds(
 ) -> list[Fold]:
     """Folds of whole speakers, each with validation speakers taken from its training speakers.
 
-    ``folds`` gives the test speakers of each fold explicitly; otherwise `ser_hf.splits.speaker_folds`
-    cuts the sorted speakers into ``n_folds`` consecutive groups. ``validation="next"`` validates on
-    the next fold's speakers (cyclically; RAVDESS: 4 actors, 2 female and 2 male); an integer ``n``
-    takes ``n`` training speakers spread evenly over the sorted list; ``0`` means no validation.
+    ``folds`` gives the test speakers of each fold explicitly; otherwise `ser_hf.splits.corpus_folds` cuts
+    each corpus' sorted speakers into ``n_folds`` consecutive groups and joins group k of every corpus into
+    fold k (on one corpus: consecutive groups of its speakers; RAVDESS: actors 1-4, 5-8, ...).
+    ``validation="next"`` validates on the next fold's speakers (cyclically; RAVDESS: 4 actors, 2 female
+    and 2 male); an integer ``n`` takes ``n`` training speakers spread evenly over the sorted list; ``0``
+    means no validation.
     """
-    present = sorted({speaker_key(s) for s in speakers}, key=_speaker_order)
-    groups = [[speaker_key(s) for s in group] for group in folds] if folds else speaker_folds(present, n_folds)
+    present = sorted({speaker_key(s) for s in speakers}, key=natural_order)
+    groups = [[speaker_key(s) for s in group] for group in folds] if folds else corpus_folds(present, n_folds)
     if len(groups) < 2:
         raise ValueError("cross-validation needs at least two folds")
     unknown = sorted({s for group in groups for s in group} - set(present))
@@ -86,10 +88,6 @@ def make_folds(
             raise ValueError(f"validation must be 'next' or a number of speakers, not {validation!r}")
         result.append(Fold(k + 1, list(test), chosen, train))
     return result
-
-
-def _speaker_order(key: str) -> tuple[bool, int, str]:
-    return (not key.isdigit(), int(key) if key.isdigit() else 0, key)
 
 
 def fold_rows(speakers: Sequence[object], fold: Fold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,6 +113,11 @@ class CrossValidationResult:
     folds: list[FoldResult]
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The same folds with each test speaker adapted to from their own unlabelled clips (another protocol).
+    adapted: list[FoldResult] | None = None
+
+    def adapted_mean_std(self, metric: str) -> dict[str, float] | None:
+        return _mean_std([f.scores[metric] for f in self.adapted]) if self.adapted else None
 
     def mean_std(self, metric: str) -> dict[str, float]:
         return _mean_std([f.scores[metric] for f in self.folds])
@@ -140,6 +143,7 @@ class CrossValidationResult:
             "folds": len(self.folds),
             **{metric: self.mean_std(metric) for metric in METRICS},
             "per_class_recall": self.per_class_recall,
+            **({"adapted": {m: self.adapted_mean_std(m) for m in METRICS}} if self.adapted else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +164,7 @@ class CrossValidationResult:
                 }
                 for f in self.folds
             ],
+            "adapted_folds": [{"fold": f.fold.index, **{m: f.scores[m] for m in METRICS}} for f in self.adapted or []],
             "settings": self.settings,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
@@ -171,11 +176,6 @@ class CrossValidationResult:
             "",
             f"{len(self.folds)} folds; every fold tests speakers absent from its training and validation data.",
             "",
-            *(
-                [f"**Speaker-adaptive** (not the per-clip protocol): {self.settings['speaker_adaptive']}.", ""]
-                if self.settings.get("speaker_adaptive")
-                else []
-            ),
             "| fold | test speakers | validation speakers | UA % | WA % | macro-F1 % |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
@@ -190,6 +190,20 @@ class CrossValidationResult:
             + " | ".join(f"**{100 * stats[m]['mean']:.1f} ± {100 * stats[m]['std']:.1f}**" for m in METRICS)
             + " |"
         )
+        if self.adapted:
+            adapted = {m: self.adapted_mean_std(m) for m in METRICS}
+            lines += [
+                "",
+                "**Adapted to each test speaker** (another protocol: each test speaker's clips mapped onto the "
+                "training speakers' average voice from all of that speaker's unlabelled clips): "
+                + ", ".join(
+                    f"{name} {100 * adapted[m]['mean']:.1f} ± {100 * adapted[m]['std']:.1f}"
+                    for name, m in (("UA", "ua"), ("WA", "wa"), ("macro-F1", "macro_f1"))
+                )
+                + "; per fold UA "
+                + ", ".join(f"{100 * f.scores['ua']:.1f}" for f in self.adapted)
+                + ".",
+            ]
         lines += ["", "## Per-class recall (all folds)", "", "| label | recall % |", "| --- | --- |"]
         lines += [f"| {name} | {pct(value)} |" for name, value in self.per_class_recall.items()]
         lines += ["", "## Confusion matrix (rows: true, columns: predicted; all folds)", ""]
@@ -259,181 +273,125 @@ def plot_confusion_matrix(
 
 
 # --------------------------------------------------------------------------------------------- running
-def strategies() -> dict[str, Callable[..., Any]]:
-    """Strategy name → class taking ``(model_name_or_path, **options)``, with ``prepare`` and ``run_fold``."""
-    from .frozen import FrozenStrategy
-    from .recipe import RecipeStrategy
-
-    return {"frozen": FrozenStrategy, "finetune": RecipeStrategy}
-
-
 def cross_validate(
-    corpus: Dataset,
-    model_name_or_path: str,
+    corpus: Dataset | None = None,
+    model_name_or_path: str | None = None,
     *,
-    strategy: str = "frozen",
-    n_folds: int = 6,
-    folds: Sequence[Sequence[object]] | None = None,
-    validation: str | int = "next",
-    speaker_column: str = "speaker",
+    n_folds: int | None = None,
     output_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
-    only_folds: Sequence[int] | None = None,
-    **options: Any,
+    arguments: tuple[Any, Any, Any] | None = None,
+    **fields: Any,
 ) -> CrossValidationResult:
-    """Cross-validate a strategy over folds of whole speakers; returns (and optionally saves) the report.
+    """Cross-validate ser-hf's training pipeline over folds of whole speakers; returns (and saves) the report.
 
-    ``strategy`` is ``"frozen"`` (cached encoder features, light head: `ser_hf.frozen`) or ``"finetune"``
-    (ser-hf's fine-tuning recipe: `ser_hf.recipe`); ``options`` go to the strategy. Each fold's model
-    selection sees only its validation speakers (drawn from its training speakers; see `make_folds`).
-    ``only_folds`` (1-based fold numbers) runs a subset of the folds, e.g. for a shorter check; the folds
-    and their validation speakers stay those of the full plan.
+    Takes the options of `ser_hf.arguments` as keywords (``finetune_layers``, ``head``, ``folds``,
+    ``validation``, ``only_folds``, ...; or the three dataclasses as ``arguments``). Each fold runs the same
+    pipeline as ``ser-hf train`` (`ser_hf.trainer.EmotionTrainer.fit`) on features encoded once for every
+    fold; its choices see only its validation speakers (drawn from its training speakers: `make_folds`).
+    Speaker-adaptive models are also scored with each test speaker adapted to from their own clips, a
+    different protocol, reported apart (``result.adapted``).
     """
-    available = strategies()
-    if strategy not in available:
-        raise ValueError(f"strategy must be one of {sorted(available)}, not {strategy!r}")
-    if speaker_column not in corpus.column_names:
-        raise CorpusError(f"no speaker column {speaker_column!r} among {corpus.column_names}")
-    speakers = corpus[speaker_column]
-    if len({speaker_key(s) for s in speakers}) < 2:
+    from .arguments import arguments as make_arguments
+    from .trainer import EmotionTrainer
+
+    if arguments is None:
+        if model_name_or_path is not None:
+            fields["model_name_or_path"] = model_name_or_path
+        if n_folds is not None:
+            fields["cv"] = n_folds
+        fields.setdefault("output_dir", str(output_dir) if output_dir is not None else "runs/ser-hf-cv")
+        model_args, data_args, training_args = make_arguments(**fields)
+    else:
+        model_args, data_args, training_args = arguments
+    say = progress or logger.info
+    trainer = EmotionTrainer(model_args, data_args, training_args, corpus=corpus, progress=say)
+    corpus = trainer.load_corpus()
+    if data_args.speaker_column not in corpus.column_names:
+        raise CorpusError(f"no speaker column {data_args.speaker_column!r} among {corpus.column_names}")
+    folds = _parse_folds(data_args.folds)
+    validation = int(data_args.validation) if str(data_args.validation).isdigit() else data_args.validation
+
+    start = time.perf_counter()
+    encoded = trainer.prepare(corpus)
+    timings = {"prepare (decode + encode, cached)": time.perf_counter() - start}
+    if len(set(encoded.speakers.tolist())) < 2:
         raise CorpusError("speaker-independent cross-validation needs at least two speakers")
-    plan = make_folds(speakers, n_folds, folds=folds, validation=validation)
+    plan = make_folds(encoded.speakers, data_args.cv or 6, folds=folds, validation=validation)
     planned = len(plan)
-    if only_folds is not None:
-        wanted = {int(k) for k in only_folds}
+    if data_args.only_folds:
+        wanted = {int(k) for k in str(data_args.only_folds).replace(";", ",").split(",") if k.strip()}
         if not wanted or not wanted <= {f.index for f in plan}:
             raise ValueError(f"only_folds must name folds among 1..{len(plan)}, not {sorted(wanted)}")
         plan = [f for f in plan if f.index in wanted]
-    say = progress or logger.info
-    runner = available[strategy](model_name_or_path, **options)
-    label_names = list(corpus.features["label"].names)
-
-    start = time.perf_counter()
-    prepared = runner.prepare(corpus, speaker_column=speaker_column)
-    timings = {"prepare (decode + cache features)": time.perf_counter() - start}
-    rows_speakers = prepared.dataset[speaker_column]
-    results = []
+    results, adapted_results = [], []
     for fold in plan:
         t0 = time.perf_counter()
-        fit, valid, test = fold_rows(rows_speakers, fold)
-        outcome = runner.run_fold(prepared, fit, valid, test, fold=fold)
-        references = np.asarray(prepared.dataset.select(test)["label"])
-        scores = score(np.asarray(outcome.logits).argmax(-1), references, label_names)
-        results.append(FoldResult(fold, scores, time.perf_counter() - t0, outcome.info))
+        fit, valid, test = fold_rows(encoded.speakers, fold)
+        fitted = trainer.fit(encoded, fit, valid)
+        references = encoded.labels[test]
+        scores = score(trainer.logits(fitted, encoded, test).argmax(-1), references, encoded.label_names)
+        seconds = time.perf_counter() - t0
+        results.append(FoldResult(fold, scores, seconds, fitted.phases))
+        adapted_logits = trainer.adapted_logits(fitted, encoded, test)
+        note = ""
+        if adapted_logits is not None:
+            adapted = score(adapted_logits.argmax(-1), references, encoded.label_names)
+            adapted_results.append(FoldResult(fold, adapted, 0.0, {}))
+            note = f"  (adapted to each speaker: UA {100 * adapted['ua']:.1f})"
         say(
             f"fold {fold.index}/{planned} (test {','.join(fold.test)}; validation {','.join(fold.validation)}): "
             f"UA {100 * scores['ua']:.1f}  WA {100 * scores['wa']:.1f}  F1 {100 * scores['macro_f1']:.1f}  "
-            f"[{time.perf_counter() - t0:.0f} s]"
+            f"[{seconds:.0f} s]{note}"
         )
     timings["folds"] = sum(r.seconds for r in results)
     timings["total"] = time.perf_counter() - start
+    settings = {
+        "n_folds": planned,
+        "folds_run": [f.index for f in plan],
+        "validation": validation,
+        "head": model_args.head,
+        "finetune_layers": str(model_args.finetune_layers),
+        "speaker_adaptive": bool(model_args.speaker_adaptive and model_args.head == "stats"),
+        "trim_silence": data_args.preparation(model_args.head)[0],
+        "loudness_db": data_args.preparation(model_args.head)[1],
+        "window_seconds": getattr(encoded.feature_extractor, "chunk_length", None),
+        "device": str(training_args.device),
+        "corpora": sorted({str(c) for c in encoded.corpora.tolist() if c}),
+    }
     result = CrossValidationResult(
-        strategy=strategy,
-        model=str(model_name_or_path),
-        label_names=label_names,
+        strategy=_pipeline_name(model_args),
+        model=str(model_args.model_name_or_path),
+        label_names=encoded.label_names,
         folds=results,
-        settings={
-            "n_folds": planned,
-            "folds_run": [f.index for f in plan],
-            "validation": validation,
-            **runner.settings(),
-        },
+        settings=settings,
         timings=timings,
+        adapted=adapted_results or None,
     )
-    if output_dir is not None:
-        result.save(output_dir)
+    if output_dir is not None or arguments is not None:
+        result.save(output_dir if output_dir is not None else training_args.output_dir)
     return result
 
 
-@dataclass
-class TrainedModel:
-    """A model trained by a strategy on chosen speakers, saved as a standard transformers checkpoint."""
-
-    recognizer: Any
-    output_dir: Path
-    test_scores: dict[str, Any] | None
-    info: dict[str, Any]
+def _pipeline_name(model_args: Any) -> str:
+    layers = str(model_args.finetune_layers).strip()
+    phase = "probe" if layers in ("0", "") else f"probe + top {layers} layer(s)"
+    return f"{model_args.head} head, {phase}"
 
 
-def train_and_save(
-    corpus: Dataset,
-    model_name_or_path: str,
-    output_dir: str | Path,
-    *,
-    strategy: str = "frozen",
-    test_speakers: Sequence[object] = (),
-    validation_speakers: Sequence[object] = (),
-    speaker_column: str = "speaker",
-    **options: Any,
-) -> TrainedModel:
-    """Train one model with a strategy (``"frozen"`` or ``"finetune"``) and save it as a standard checkpoint.
-
-    Trains on every speaker except the test and validation ones, picks the epoch on the validation
-    speakers, scores the test speakers (if any) and saves the model (``config.json``, weights, feature
-    extractor, ``test_report.json``) so `EmotionRecognizer` and `pipeline` load it unchanged.
-    """
-    from .model_card import ModelCardFacts, build_model_card
-    from .recognizer import TRIM_SILENCE_CONFIG_KEY, EmotionRecognizer
-
-    available = strategies()
-    if strategy not in available:
-        raise ValueError(f"strategy must be one of {sorted(available)}, not {strategy!r}")
-    runner = available[strategy](model_name_or_path, **options)
-    prepared = runner.prepare(corpus, speaker_column=speaker_column)
-    keys = [speaker_key(s) for s in prepared.dataset[speaker_column]]
-    test = [speaker_key(s) for s in test_speakers]
-    validation = [speaker_key(s) for s in validation_speakers]
-    missing = sorted(set(test + validation) - set(keys))
-    if missing:
-        raise CorpusError(f"speakers {missing} are not in the corpus")
-    if set(test) & set(validation):
-        raise ValueError(f"speakers {sorted(set(test) & set(validation))} are in both the test and validation sets")
-    fold = Fold(1, test, validation, [k for k in dict.fromkeys(keys) if k not in test])
-    fit, valid, test_rows = fold_rows(keys, fold)
-    if len(fit) == 0:
-        raise CorpusError("no speakers left for training")
-    outcome = runner.run_fold(prepared, fit, valid, test_rows, fold=fold)
-    scores = None
-    if len(test_rows):
-        references = np.asarray(prepared.dataset.select(test_rows)["label"])
-        scores = score(np.asarray(outcome.logits).argmax(-1), references, prepared.label_names)
-    model = runner.export(prepared, outcome.model)
-    # predict trims silence by default exactly when the model was trained on trimmed clips
-    setattr(model.config, TRIM_SILENCE_CONFIG_KEY, bool(getattr(runner, "trim_silence", False)))
-    recognizer = EmotionRecognizer(model, prepared.feature_extractor, device="cpu")
-    output_dir = Path(output_dir)
-    recognizer.model_card = build_model_card(
-        ModelCardFacts.for_strategy(
-            model, prepared.feature_extractor, base_model=str(model_name_or_path), corpus=corpus,
-            speakers={"train": [k for k in dict.fromkeys(np.asarray(keys)[fit])], "validation": validation,
-                      "test": test},
-            clips={"train": len(fit), "validation": len(valid), "test": len(test_rows)},
-            strategy=strategy, settings=runner.settings(), test_report=scores, model_id=str(output_dir),
-            skipped=len(prepared.skipped), refitted=bool(len(valid)) and runner.refits_on_validation,
-        )
-    )  # fmt: skip
-    recognizer.save_pretrained(output_dir)
-    report = {
-        "strategy": strategy,
-        "settings": runner.settings(),
-        "info": outcome.info,
-        "test": scores,
-        "test_speakers": test,
-        "validation_speakers": validation,
-    }
-    (output_dir / "test_report.json").write_text(json.dumps(report, indent=2))
-    return TrainedModel(recognizer, output_dir, scores, outcome.info)
+def _parse_folds(text: str | None) -> list[list[str]] | None:
+    """``"1,2,3,4;5,6,7,8;..."`` → test speakers per fold."""
+    if not text:
+        return None
+    return [[s.strip() for s in group.split(",") if s.strip()] for group in text.split(";") if group.strip()]
 
 
 __all__ = [
     "CrossValidationResult",
     "Fold",
     "FoldResult",
-    "TrainedModel",
     "confusion_table",
     "cross_validate",
     "make_folds",
     "plot_confusion_matrix",
-    "strategies",
-    "train_and_save",
 ]

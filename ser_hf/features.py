@@ -26,11 +26,12 @@ from datasets.fingerprint import Hasher
 from . import audio
 from .corpora.base import audio_column, audio_name, read_column
 from .errors import AudioError, AudioTooLongError, CorpusError
+from .feature_extraction import TRIM_THRESHOLD_DB, prepare_clip
 
 logger = logging.getLogger(__name__)
 
 #: Bump when decoding changes, so old caches are not reused.
-DECODE_VERSION = "1"
+DECODE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class DecodeSettings:
     sampling_rate: int
     max_seconds: float | None = audio.DEFAULT_MAX_SECONDS
     trim_silence: bool = False
-    trim_threshold_db: float = 40.0
+    trim_threshold_db: float = TRIM_THRESHOLD_DB
+    loudness_db: float | None = None
 
 
 def _source_fingerprint(dataset: Dataset, column: str) -> str:
@@ -94,8 +96,13 @@ def _decode_batch(batch: dict[str, list[Any]], column: str, settings: DecodeSett
         name = audio_name(cell) or "<bytes>"
         try:
             samples = audio.load_audio(cell, settings.sampling_rate, max_seconds=settings.max_seconds, name=name)
-            if settings.trim_silence:
-                samples = audio.trim_silence(samples, settings.sampling_rate, threshold_db=settings.trim_threshold_db)
+            samples = prepare_clip(
+                samples,
+                settings.sampling_rate,
+                trim=settings.trim_silence,
+                loudness_db=settings.loudness_db,
+                threshold_db=settings.trim_threshold_db,
+            )
             waveforms.append(samples)
             lengths.append(int(samples.size))
             problems.append("")
@@ -180,17 +187,20 @@ def prepare_audio(
     *,
     max_seconds: float | None = audio.DEFAULT_MAX_SECONDS,
     trim_silence: bool = False,
+    loudness_db: float | None = None,
     strict: bool = False,
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Dataset, list[SkippedClip]]:
     """Decode every clip once to mono float32 at ``sampling_rate`` (cached on disk, reused by later runs).
 
+    Each clip is prepared as the model's `SERFeatureExtractor` prepares it at prediction: leading and
+    trailing silence cut (``trim_silence``), then brought to ``loudness_db`` dBFS RMS (when given).
     Adds ``waveform`` and ``length`` (samples) columns. Unusable files (unreadable, empty, NaN,
     silent, longer than ``max_seconds``) are reported and left out, or raise a `CorpusError` when
     ``strict``. Returns the usable clips and the list of skipped ones (see `skip_report`).
     """
-    settings = DecodeSettings(sampling_rate, max_seconds, trim_silence)
+    settings = DecodeSettings(sampling_rate, max_seconds, trim_silence, loudness_db=loudness_db)
     column = audio_column(dataset)
     cache_file = decode_cache_path(dataset, settings, cache_dir)
     new_columns = datasets.Features(

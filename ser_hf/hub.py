@@ -1,9 +1,8 @@
 """Sharing on the Hugging Face Hub: one push of a trained model (with its card), and corpora as Hub datasets.
 
-With ``--push_to_hub`` the `Trainer` would upload ``output_dir`` at every save (``hub_strategy="every_save"``):
-weights of epochs that may not be kept, without a model card. ser-hf lets the Trainer create the repository
-at start-up (so a missing token fails before hours of training) and then pushes once, after the test, from a
-fresh save of the best model: weights, config, feature extractor, card and confusion matrix, in one commit.
+With ``--push_to_hub`` ser-hf creates the repository before training (so a missing token fails before the work
+is done) and pushes once, after the test, from a fresh save of the model: weights, config, feature extractor,
+card and confusion matrix, in one commit. Phase 2's `Trainer` never pushes its checkpoints.
 """
 
 from __future__ import annotations
@@ -21,29 +20,25 @@ from .errors import CorpusError
 logger = logging.getLogger(__name__)
 
 
-def defer_trainer_pushes(training_args: Any) -> None:
-    """Stop the `Trainer` pushing checkpoints: ser-hf pushes the tested model, with its card, at the end."""
-    from transformers.trainer_utils import HubStrategy
+def create_model_repo(training_args: Any) -> str:
+    """Create (or find) the repository ``--push_to_hub`` will push to, before any training: a missing token or
+    a name taken by someone else fails now, not after the run. Returns the repository id."""
+    from huggingface_hub import HfApi
 
-    if not training_args.push_to_hub:
-        return
-    if training_args.hub_strategy not in (HubStrategy.END, HubStrategy.EVERY_SAVE):
-        logger.warning(
-            "hub_strategy=%s is not used: ser-hf pushes once, after the test, with the model card",
-            getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
-        )
-    training_args.hub_strategy = HubStrategy.END
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+    api = HfApi(token=training_args.hub_token)
+    return api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True).repo_id
 
 
-def push_trained_model(recognizer: Any, trainer: Any) -> str:
-    """Push the trained recognizer to the repository the `Trainer` created; returns the commit URL."""
-    args = trainer.args
-    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id or os.path.basename(args.output_dir)
+def push_recognizer(recognizer: Any, training_args: Any) -> str:
+    """Push a trained recognizer (weights, config, feature extractor, card, figures) as one commit to the
+    repository ``training_args`` names; returns the commit URL."""
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
     return recognizer.push_to_hub(
         repo_id,
-        private=args.hub_private_repo,
-        token=args.hub_token,
-        revision=args.hub_revision,
+        private=training_args.hub_private_repo,
+        token=training_args.hub_token,
+        revision=training_args.hub_revision,
         commit_message="Speech emotion recognizer trained with ser-hf",
     )
 

@@ -16,10 +16,11 @@ standard weighted-layer head on the same cached Whisper tiny.en features (RAVDES
 data2vec-audio) or a Whisper encoder can sit under the head; the real frames come from the feature
 extractor's attention mask.
 
-Speaker adaptation (``config.speaker_adaptive``): a head trained on statistics centred on each speaker's
-own mean (``ser_hf.frozen.FrozenStrategy(speaker_adaptive=True)``) subtracts ``speaker_mean`` before
-standardising. `adapt_to_speaker` sets it from a few unlabelled clips of the speaker to be recognised;
-until then (and after `reset_speaker`) it is the training speakers' average.
+Speaker adaptation (``config.speaker_adaptive``): ser-hf trains the head on every clip twice, as heard
+and mapped onto the training speakers' average voice (each feature's mean and spread), so the model also
+recognises a speaker it has heard better: `set_speaker` maps later clips from that speaker's mean and
+spread onto the reference (``reference_mean``, ``reference_spread``); until then, and after
+`reset_speaker`, the mapping is the identity.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class LayerStatsConfig(PretrainedConfig):
     ``encoder`` is the encoder's own config as a dict (``model_type`` included); ``layers`` the hidden
     states pooled (indices into the encoder's ``hidden_states``, 0 = the input of the first layer;
     ``None`` = all of them); ``classifier_dropout`` applies to the standardised statistics in training;
-    ``speaker_adaptive`` says the head expects statistics centred on the speaker's mean (see
-    `LayerStatsForAudioClassification.adapt_to_speaker`).
+    ``speaker_adaptive`` says the head was trained to adapt to a speaker (see
+    `LayerStatsForAudioClassification.set_speaker`).
     """
 
     model_type = MODEL_TYPE
@@ -122,9 +123,11 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         self.register_buffer("feature_mean", torch.zeros(features))
         self.register_buffer("feature_std", torch.ones(features))
         if config.speaker_adaptive:
-            # The current speaker's mean statistics, and the training speakers' average (the default).
+            # The training speakers' average voice, and the current speaker's (the reference until set).
+            self.register_buffer("reference_mean", torch.zeros(features))
+            self.register_buffer("reference_spread", torch.ones(features))
             self.register_buffer("speaker_mean", torch.zeros(features))
-            self.register_buffer("reference_speaker_mean", torch.zeros(features))
+            self.register_buffer("speaker_spread", torch.ones(features))
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(features, config.num_labels)
         self.post_init()
@@ -164,11 +167,19 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         lengths = self.real_positions(hidden.shape[2], attention_mask, hidden.shape[0])
         return masked_mean_std(hidden, lengths)
 
-    def classify(self, statistics: torch.Tensor) -> torch.Tensor:
-        """Logits for raw statistics ``(batch, layers, 2 * hidden)``."""
+    def classify(
+        self,
+        statistics: torch.Tensor,
+        speaker_mean: torch.Tensor | None = None,
+        speaker_spread: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits for raw statistics ``(batch, layers, 2 * hidden)``, for the current speaker (or the one given
+        by ``speaker_mean`` and ``speaker_spread``, flattened, without changing the current one)."""
         flat = statistics.flatten(1).to(self.feature_mean.dtype)
         if self.config.speaker_adaptive:
-            flat = flat - self.speaker_mean
+            mean = self.speaker_mean if speaker_mean is None else torch.as_tensor(speaker_mean).to(flat)
+            spread = self.speaker_spread if speaker_spread is None else torch.as_tensor(speaker_spread).to(flat)
+            flat = (flat - mean) / spread * self.reference_spread + self.reference_mean
         return self.classifier(self.dropout((flat - self.feature_mean) / self.feature_std))
 
     def forward(
@@ -211,37 +222,34 @@ class LayerStatsForAudioClassification(PreTrainedModel):
     def _require_adaptive(self) -> None:
         if not self.config.speaker_adaptive:
             raise ValueError(
-                "this model's head was not trained on speaker-centred statistics (config.speaker_adaptive is "
-                "False): it cannot adapt to a speaker; train with speaker_adaptive=True"
+                "this model's head was not trained to adapt to speakers (config.speaker_adaptive is False); "
+                "train it with speaker adaptation on"
             )
 
     @torch.no_grad()
-    def set_reference_speaker(self, mean: torch.Tensor) -> None:
-        """Set the training speakers' average statistics (flattened), and make it the current speaker."""
+    def set_reference_speaker(self, mean: torch.Tensor, spread: torch.Tensor) -> None:
+        """Set the training speakers' average voice (flattened mean and spread); the current speaker too."""
         self._require_adaptive()
-        self.reference_speaker_mean.copy_(torch.as_tensor(mean).flatten())
-        self.speaker_mean.copy_(self.reference_speaker_mean)
+        self.reference_mean.copy_(torch.as_tensor(mean).flatten())
+        self.reference_spread.copy_(torch.as_tensor(spread).flatten())
+        self.reset_speaker()
 
     @torch.no_grad()
-    def adapt_to_speaker(self, statistics: torch.Tensor) -> None:
-        """Centre later predictions on one speaker: ``statistics`` ``(clips, layers, 2 * hidden)`` are the raw
-        `pooled_statistics` of unlabelled clips of that speaker (the more the better; ten or more)."""
+    def set_speaker(self, mean: torch.Tensor, spread: torch.Tensor) -> None:
+        """Map later clips from this speaker's statistics (flattened mean and spread) onto the reference."""
         self._require_adaptive()
-        statistics = torch.as_tensor(statistics)
-        if statistics.ndim != 3 or statistics.shape[1] * statistics.shape[2] != self.speaker_mean.numel():
-            raise ValueError(
-                f"expected statistics (clips, layers, 2 * hidden) with {self.speaker_mean.numel()} numbers per "
-                f"clip, got shape {tuple(statistics.shape)}"
-            )
-        if statistics.shape[0] == 0:
-            raise ValueError("adapt_to_speaker needs at least one clip of the speaker")
-        self.speaker_mean.copy_(statistics.flatten(1).to(self.speaker_mean.dtype).mean(dim=0))
+        mean, spread = torch.as_tensor(mean).flatten(), torch.as_tensor(spread).flatten()
+        if mean.numel() != self.speaker_mean.numel() or spread.numel() != self.speaker_spread.numel():
+            raise ValueError(f"a speaker is {self.speaker_mean.numel()} means and spreads, got {mean.numel()}")
+        self.speaker_mean.copy_(mean)
+        self.speaker_spread.copy_(spread.clamp_min(1e-6))
 
     @torch.no_grad()
     def reset_speaker(self) -> None:
-        """Forget `adapt_to_speaker`: back to the training speakers' average."""
+        """Back to the training speakers' average voice (no mapping)."""
         self._require_adaptive()
-        self.speaker_mean.copy_(self.reference_speaker_mean)
+        self.speaker_mean.copy_(self.reference_mean)
+        self.speaker_spread.copy_(self.reference_spread)
 
 
 def statistics_size(config: LayerStatsConfig) -> int:

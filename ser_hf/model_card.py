@@ -38,6 +38,8 @@ TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 #: The confusion-matrix image saved beside ``README.md``.
 CONFUSION_PNG = "confusion_matrix.png"
 LIBRARY_NAME = "transformers"
+#: How to install ser-hf (until a release is on PyPI).
+INSTALL_LINE = 'pip install "ser-hf @ git+https://github.com/ser-hf/ser-hf"'
 PIPELINE_TAG = "audio-classification"
 #: Images a card may carry beside it: a plain file name in the model folder, nothing above it.
 _FIGURE_NAME = re.compile(r"[\w.-]+\.png")
@@ -105,9 +107,12 @@ def training_hyperparameters(args: Any) -> dict[str, Any]:
         "optimizer": _plain(args.optim) + (f" ({args.optim_args})" if args.optim_args else ""),
         "weight_decay": args.weight_decay,
         "lr_scheduler_type": _plain(args.lr_scheduler_type),
-        "warmup_steps": args.warmup_steps,
         "seed": args.seed,
     }
+    if 0 < args.warmup_steps < 1:
+        hyper["warmup_fraction (of all steps)"] = args.warmup_steps
+    else:
+        hyper["warmup_steps"] = int(args.warmup_steps)
     if world > 1:
         hyper["num_devices"] = world
     if args.max_steps and args.max_steps > 0:
@@ -153,6 +158,8 @@ class ModelCardFacts:
     speaker_adaptive: bool = False
     sampling_rate: int = 16_000
     window_seconds: float | None = None
+    #: Whether the feature extractor trims silence or sets the loudness (ser-hf's SERFeatureExtractor).
+    prepared_input: bool = False
     #: Where the model is loaded from in the usage snippets (the Hub id once pushed).
     model_id: str | None = None
     #: The pretrained encoder's Hub id (metadata ``base_model``); ``None`` when it came from a local folder.
@@ -173,6 +180,14 @@ class ModelCardFacts:
     training_log: list[dict[str, Any]] = field(default_factory=list)
     best_step: int | None = None
     test_report: dict[str, Any] | None = None
+    #: Test scores with each test speaker adapted to from their own unlabelled clips (another protocol).
+    adapted_report: dict[str, Any] | None = None
+    #: Every corpus the model was trained on (registry names, e.g. ``["ravdess", "emovo"]``).
+    corpora: list[str] = field(default_factory=list)
+    #: What each training phase did and chose (`ser_hf.trainer.FitResult.phases`).
+    phases: dict[str, Any] = field(default_factory=dict)
+    #: The model's name (card title and model-index): the Hub id's name, else base model + data + "ser".
+    model_name: str | None = None
     versions: dict[str, str] = field(default_factory=framework_versions)
 
     @classmethod
@@ -189,85 +204,78 @@ class ModelCardFacts:
             speaker_adaptive=bool(getattr(config, "speaker_adaptive", False)),
             sampling_rate=rate,
             window_seconds=round(window / rate, 2) if window else None,
+            prepared_input=bool(getattr(feature_extractor, "does_preparation", False)),
             model_id=model_id,
         )
 
     @classmethod
-    def for_run(
+    def for_training(
         cls,
         model: Any,
         feature_extractor: Any,
-        splits: Any,
         *,
         model_args: Any,
         data_args: Any,
         training_args: Any,
+        corpus: Any,
+        speakers: dict[str, list[str]],
+        clips: dict[str, int],
+        phases: dict[str, Any],
+        test_report: dict[str, Any] | None,
+        adapted_report: dict[str, Any] | None = None,
         skipped: int = 0,
     ) -> ModelCardFacts:
-        """The facts `run_training` knows before training: base model, corpus, splits, ser-hf options."""
+        """The facts of a model trained by `ser_hf.trainer.EmotionTrainer`: base model, corpora, speakers,
+        what each phase did and chose, and the test scores."""
         push = bool(getattr(training_args, "push_to_hub", False))
-        model_id = (training_args.hub_model_id if push else None) or training_args.output_dir
-        facts = cls.from_model(model, feature_extractor, model_id=model_id)
+        facts = cls.from_model(model, feature_extractor)
         name = str(model_args.model_name_or_path).rstrip("/")
         local = os.path.exists(name)
         facts.base_model = name if not local and is_hub_id(name) else None
         facts.base_model_name = Path(name).name if local else name  # no local directories in a public card
-        source = getattr(data_args, "data_dir", None)
-        facts.dataset_id = source if source and not os.path.exists(source) and is_hub_id(source) else None
-        facts.corpus = str(getattr(data_args, "corpus", "") or "") or None
-        if facts.corpus == "ravdess" and not is_ravdess(splits["train"]):
-            facts.corpus = None  # a corpus passed as a Dataset: do not claim RAVDESS (or its licence) for it
+        sources = list(data_args.sources()) if hasattr(data_args, "sources") else []
+        hub_sources = [s for s in sources if not os.path.exists(s) and is_hub_id(s)]
+        facts.dataset_id = hub_sources[0] if len(hub_sources) == 1 else None
+        facts.corpora = corpus_names(corpus)
+        facts.corpus = facts.corpora[0] if len(facts.corpora) == 1 else None
         facts.protocol = getattr(data_args, "split", None)
-        for split_name, split in splits.items():
-            facts.clips[split_name] = len(split)
-            if "speaker" in split.column_names:
-                facts.speakers[split_name] = sorted({str(s) for s in split["speaker"]}, key=_speaker_key)
-        facts.skipped_clips = skipped
-        facts.hyperparameters = {
-            "freeze_feature_encoder": model_args.freeze_feature_encoder,
-            "freeze_base_model": model_args.freeze_base_model,
-            "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
-            "max_train_seconds": data_args.max_train_seconds,
-            "trim_silence": data_args.trim_silence,
-            "train_sampling_strategy": getattr(training_args, "train_sampling_strategy", None),
-        }
-        return facts
-
-    @classmethod
-    def for_strategy(
-        cls,
-        model: Any,
-        feature_extractor: Any,
-        *,
-        base_model: str,
-        corpus: Any,
-        speakers: dict[str, list[str]],
-        clips: dict[str, int],
-        strategy: str,
-        settings: dict[str, Any],
-        test_report: dict[str, Any] | None,
-        model_id: str | None = None,
-        skipped: int = 0,
-        refitted: bool = False,
-    ) -> ModelCardFacts:
-        """The facts of a model trained by a cross-validation strategy (`ser_hf.crossval.train_and_save`);
-        ``refitted``: the final model was fitted again with the validation speakers, once they had chosen."""
-        facts = cls.from_model(model, feature_extractor, model_id=model_id)
-        name = str(base_model).rstrip("/")
-        local = os.path.exists(name)
-        facts.base_model = name if not local and is_hub_id(name) else None
-        facts.base_model_name = Path(name).name if local else name
-        facts.corpus = "ravdess" if is_ravdess(corpus) else None
         facts.speakers = {split: list(names) for split, names in speakers.items() if names}
-        facts.clips, facts.skipped_clips, facts.test_report = dict(clips), skipped, test_report
-        flat = {"strategy": strategy}
-        for key, value in settings.items():
-            if isinstance(value, dict):
-                flat.update({f"{key}.{k}": v for k, v in value.items()})
-            elif key != "device":
-                flat[key] = value
-        facts.hyperparameters = flat
-        facts.selection, facts.refitted = "hyper-parameters chosen", refitted
+        facts.clips, facts.skipped_clips = dict(clips), skipped
+        facts.test_report, facts.adapted_report = test_report, adapted_report
+        facts.phases = phases
+        facts.selection = "hyper-parameters and epoch chosen" if "phase2" in phases else "hyper-parameters chosen"
+        facts.refitted = bool(
+            phases.get("phase2", phases.get("phase1", {})).get("refitted_with_validation_speakers", False)
+        )
+        facts.model_name = (training_args.hub_model_id if push else None) or default_model_name(
+            facts.base_model_name, facts.corpora
+        )
+        facts.model_id = (training_args.hub_model_id if push else None) or str(training_args.output_dir)
+        trim, loudness = data_args.preparation(model_args.head)
+        hyper: dict[str, Any] = {
+            "head": model_args.head,
+            "speaker_adaptive": bool(phases.get("phase1", {}).get("speaker_adaptive")),
+            "trim_silence": trim,
+            "loudness_db": loudness,
+            "labels": getattr(data_args, "labels", None) if len(facts.corpora) > 1 else None,
+            **{f"probe {k}": v for k, v in phases.get("phase1", {}).items() if k in ("l2", "epochs")},
+        }
+        phase2 = phases.get("phase2")
+        if phase2:
+            hyper.update(training_hyperparameters(training_args))
+            hyper.update(
+                {
+                    "fine-tuned top layers": phase2.get("layers"),
+                    "head_learning_rate": getattr(training_args, "head_learning_rate", None),
+                    "layer_decay": getattr(training_args, "layer_decay", None),
+                    "epochs kept (0 = the probe)": phase2.get("chosen_epoch"),
+                }
+            )
+            facts.training_log = [
+                {"Epoch": epoch, "Validation UA": _fmt(ua)}
+                for epoch, ua in enumerate(phase2.get("validation_ua_by_epoch") or [])
+            ]
+        facts.hyperparameters = hyper
         return facts
 
     # ---------------------------------------------------------------- derived text
@@ -317,14 +325,34 @@ class ModelCardFacts:
         return f"**Speaker-independent**: {', '.join(parts)}; no test speaker was heard in training.{adapted}"
 
     @property
+    def corpus_names_shown(self) -> str:
+        names = [KNOWN_CORPORA[c].name if c in KNOWN_CORPORA else c for c in self.corpora] or (
+            [self.corpus_name] if self.corpus_name else []
+        )
+        return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+    @property
     def title(self) -> str:
+        if self.model_name:
+            return self.model_name
         base = Path(self.base_model_name).name if self.base_model_name else (self.model_type or self.architecture)
-        corpus = f" on {self.corpus_name}" if self.corpus_name else ""
+        corpus = f" on {self.corpus_names_shown}" if self.corpus_names_shown else ""
         return f"{base} for speech emotion recognition{corpus}"
 
     @property
     def index_name(self) -> str:
-        return Path(self.model_id).name if self.model_id else self.title
+        return self.model_name or (Path(self.model_id).name if self.model_id else self.title)
+
+    @property
+    def encoder_sentence(self) -> str:
+        """How the encoder was used: frozen under a fitted head, or with its top layers fine-tuned."""
+        base = f"`{self.base_model_name}`" if self.base_model_name else "a pretrained encoder"
+        phase2 = self.phases.get("phase2") if self.phases else None
+        if phase2 and phase2.get("chosen_epoch"):
+            return f"the top {phase2['layers']} layer(s) of {base} fine-tuned with a head fitted on its features"
+        if phase2:
+            return f"{base} kept frozen (phase 2 ran, but the validation speakers kept the head alone)"
+        return f"{base} kept frozen, with a head fitted on the statistics of its layers"
 
 
 class ModelCardCallback(TrainerCallback):
@@ -513,6 +541,18 @@ def _data_sentence(facts: ModelCardFacts) -> str:
     return f"Data: {facts.corpus_name or 'the corpus'}, {'; '.join(parts)}.{skipped}"
 
 
+def _adapted_sentence(facts: ModelCardFacts) -> str:
+    report = facts.adapted_report
+    if not report:
+        return ""
+    return (
+        f"**Adapted to each test speaker** (another protocol: each test speaker's clips mapped onto the training "
+        f"speakers' average voice from all of that speaker's unlabelled test clips, as a stream does once it has "
+        f"heard them): UA {_percent(report['ua'])} %, WA {_percent(report['wa'])} %, macro-F1 "
+        f"{_percent(report['macro_f1'])} %."
+    )
+
+
 def build_model_card(facts: ModelCardFacts) -> SERModelCard:
     """Render the facts into a card: Hub metadata (with a model-index when there are test results) and body."""
     notes = facts.notes
@@ -547,8 +587,12 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
         architecture=facts.architecture,
         custom_code=facts.custom_code,
         speaker_adaptive=facts.speaker_adaptive,
+        encoder_sentence=facts.encoder_sentence,
+        install_line=INSTALL_LINE,
+        adapted_sentence=_adapted_sentence(facts),
+        prepared_input=facts.prepared_input,
         base_model_name=facts.base_model_name,
-        corpus=facts.corpus_name,
+        corpus=facts.corpus_names_shown or None,
         sampling_rate=facts.sampling_rate,
         window_seconds=facts.window_seconds,
         protocol_sentence=facts.protocol_sentence if has_results else "",
@@ -565,6 +609,25 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
     card.content = re.sub(r"\n{3,}", "\n\n", card.content)  # the template's blank lines around optional parts
     card.figures = figures
     return card
+
+
+def corpus_names(corpus: Any) -> list[str]:
+    """The corpora a dataset holds (its ``corpus`` column), or ``["ravdess"]`` for RAVDESS without one."""
+    if corpus is None:
+        return []
+    columns = getattr(corpus, "column_names", [])
+    if "corpus" in columns:
+        from .corpora.base import read_column
+
+        return [str(c) for c in dict.fromkeys(read_column(corpus, "corpus")) if c]
+    return ["ravdess"] if is_ravdess(corpus) else []
+
+
+def default_model_name(base_model_name: str | None, corpora: list[str]) -> str:
+    """E.g. ``whisper-tiny.en-ravdess-ser`` or ``whisper-tiny.en-ravdess-emovo-ser``."""
+    base = Path(base_model_name).name if base_model_name else "speech-encoder"
+    data = "-".join(re.sub(r"[^\w.]+", "-", c.lower()).strip("-") for c in corpora) or "custom"
+    return f"{base}-{data}-ser"
 
 
 def describe_model(model: Any, feature_extractor: Any, *, model_id: str | None = None) -> SERModelCard:

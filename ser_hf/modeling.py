@@ -1,21 +1,33 @@
 """Build a pretrained speech encoder with a classification head (transformers Auto classes).
 
-Every model ser-hf makes is a plain transformers ``*ForAudioClassification`` /
-``*ForSequenceClassification`` so that `pipeline("audio-classification")` and the Hub load it unchanged.
+ser-hf loads the encoder under transformers' own ``*ForAudioClassification`` head (the weighted-layer head,
+exported as is with ``--head weighted``) and fits its heads on the encoder's cached features.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
 from .errors import LabelMapError
+from .feature_extraction import SERFeatureExtractor, base_extractor
 from .labels import check_id2label
+from .layer_stats import LayerStatsConfig
+
+AutoFeatureExtractor.register(LayerStatsConfig, SERFeatureExtractor, exist_ok=True)
+
+
+def base_feature_extractor(feature_extractor: Any) -> Any:
+    """A checkpoint's own feature extractor (unwrapped when it was saved by ser-hf)."""
+    return base_extractor(feature_extractor)
+
 
 logger = logging.getLogger(__name__)
 
@@ -41,35 +53,67 @@ def check_label_compatibility(config: Any, label_names: Sequence[str], source: s
         )
 
 
+@contextlib.contextmanager
+def quiet_transformers(verbose: bool = False) -> Iterator[None]:
+    """Hold transformers' load reports, warnings and progress bars back while ser-hf loads a model on purpose.
+
+    ``verbose=True`` (or ``SER_HF_VERBOSE=1``) leaves them on.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if verbose or os.environ.get("SER_HF_VERBOSE"):
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_backbone(
     model_name_or_path: str,
     label_names: Sequence[str],
     *,
-    use_weighted_layer_sum: bool = False,
-    new_head: bool = False,
+    classifier_proj_size: int = 256,
     cache_dir: str | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
     **config_overrides: Any,
 ) -> tuple[PreTrainedModel, Any]:
-    """A pretrained speech encoder with a classification head over ``label_names``, and its feature extractor."""
+    """A pretrained speech encoder under a new weighted-layer head over ``label_names``, and its feature extractor.
+
+    The head (layer weights, projector, classifier) is created here on purpose: ser-hf fits it (or the
+    statistics head that replaces it) on the encoder's cached features, so transformers' report of newly
+    initialised weights is held back and one log line says what was made.
+    """
     hub_kwargs = {"cache_dir": cache_dir, "revision": revision, "token": token}
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
-    if not new_head:
-        check_label_compatibility(config, label_names, model_name_or_path)
     id2label = dict(enumerate(label_names))
-    model = AutoModelForAudioClassification.from_pretrained(
+    with quiet_transformers():
+        model = AutoModelForAudioClassification.from_pretrained(
+            model_name_or_path,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+            use_weighted_layer_sum=True,
+            classifier_proj_size=classifier_proj_size,
+            ignore_mismatched_sizes=True,
+            **config_overrides,
+            **hub_kwargs,
+        )
+        feature_extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
+    logger.info(
+        "%s: loaded the pretrained encoder (%s) under a new %d-label head, which ser-hf fits on its features",
         model_name_or_path,
-        num_labels=len(label_names),
-        id2label=id2label,
-        label2id={label: i for i, label in id2label.items()},
-        use_weighted_layer_sum=use_weighted_layer_sum,
-        ignore_mismatched_sizes=True,
-        **config_overrides,
-        **hub_kwargs,
+        type(model).__name__,
+        len(label_names),
     )
-    feature_extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
-    return model, feature_extractor
+    return model, base_feature_extractor(feature_extractor)
 
 
 def freeze(

@@ -15,14 +15,17 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
 from . import audio, layer_stats  # noqa: F401  (layer_stats registers its model with the Auto classes)
+from .adaptation import SpeakerProfile
 from .atomic import atomic_directory, recover
 from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
+from .feature_extraction import SERFeatureExtractor
 from .features import AudioCollator, min_input_samples, window_samples
 from .hardware import default_device
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
+from .modeling import quiet_transformers  # also registers SERFeatureExtractor with AutoFeatureExtractor
 from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, iter_smooth, iter_timeline
 
 logger = logging.getLogger(__name__)
@@ -31,8 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW_SECONDS = 3.0
 #: What `LayerStatsForAudioClassification.pooled_statistics` takes from a collated batch.
 _STATISTICS_INPUTS = ("input_values", "input_features", "attention_mask")
-#: Config attribute recording whether the model was trained on silence-trimmed clips.
-TRIM_SILENCE_CONFIG_KEY = "ser_hf_trim_silence"
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ class EmotionRecognizer:
         feature_extractor: Any,
         *,
         device: str | torch.device | None = None,
-        trim_silence: bool | None = None,
     ):
+        if isinstance(feature_extractor, SERFeatureExtractor) and not feature_extractor.does_preparation:
+            feature_extractor = feature_extractor.base  # nothing to prepare: keep the checkpoint plain
         self.labels: list[str] = check_id2label(model.config.id2label, source=f"{type(model).__name__} config")
         if isinstance(model, OnnxAudioClassifier):
             self.device = torch.device("cpu")  # ONNX Runtime's CPU provider
@@ -77,11 +79,6 @@ class EmotionRecognizer:
             self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
-        #: Default of `predict`'s ``trim_silence`` (cut leading/trailing silence first); unless given, what the
-        #: model was trained with (``config.ser_hf_trim_silence``, written by ser-hf's training), else False.
-        self.trim_silence = bool(
-            getattr(model.config, TRIM_SILENCE_CONFIG_KEY, False) if trim_silence is None else trim_silence
-        )
         self.model_card: Any = None
         self._collator = AudioCollator(feature_extractor, min_samples=min_input_samples(model.config))
 
@@ -106,7 +103,8 @@ class EmotionRecognizer:
         if not path.exists() and recover(path, clean=False):
             logger.warning("%s: put back the model that an interrupted save had moved aside", path)
         if path.is_dir() and is_onnx_folder(path):
-            feature_extractor = AutoFeatureExtractor.from_pretrained(str(path))
+            with quiet_transformers():
+                feature_extractor = AutoFeatureExtractor.from_pretrained(str(path))
             return cls(OnnxAudioClassifier(path, num_threads=num_threads), feature_extractor)
         if path.is_dir() and not (path / "config.json").exists():
             partial = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
@@ -116,8 +114,9 @@ class EmotionRecognizer:
             raise SerHfError(f"{model_name_or_path}: no such model folder (and not a Hub model id)")
         kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
         try:
-            model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
-            feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
+            with quiet_transformers():
+                model = AutoModelForAudioClassification.from_pretrained(str(model_name_or_path), **kwargs)
+                feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), **kwargs)
         except OSError as err:  # not found locally or on the Hub, offline, gated, ...
             raise SerHfError(f"{model_name_or_path}: could not load the model: {err}") from err
         recognizer = cls(model, feature_extractor, device=device)
@@ -125,9 +124,12 @@ class EmotionRecognizer:
         return recognizer
 
     @classmethod
-    def finetune(cls, model_name_or_path: str, corpus: Any, *, output_dir: str, **kwargs: Any) -> EmotionRecognizer:
-        """Fine-tune ``model_name_or_path`` on ``corpus``; see `ser_hf.training.finetune` for the options."""
-        from .training import finetune
+    def finetune(
+        cls, model_name_or_path: str, corpus: Any = None, *, output_dir: str = "runs/ser-hf", **kwargs: Any
+    ) -> EmotionRecognizer:
+        """Train a recognizer on ``corpus`` (a `datasets.Dataset` or corpus sources) and save it to
+        ``output_dir``; any option of `ser_hf.arguments` as a keyword (see `ser_hf.trainer.finetune`)."""
+        from .trainer import finetune
 
         return finetune(model_name_or_path, corpus, output_dir=output_dir, **kwargs).recognizer
 
@@ -140,6 +142,11 @@ class EmotionRecognizer:
     def backend(self) -> str:
         """``"onnxruntime"`` for an exported model, else ``"pytorch"``."""
         return "onnxruntime" if isinstance(self.model, OnnxAudioClassifier) else "pytorch"
+
+    @property
+    def trim_silence(self) -> bool:
+        """Whether the feature extractor cuts leading and trailing silence (as the model's training did)."""
+        return bool(getattr(self.feature_extractor, "trim", False))
 
     @property
     def window_seconds(self) -> float | None:
@@ -212,17 +219,15 @@ class EmotionRecognizer:
         sampling_rate: int | None = None,
         batch_size: int = 8,
         errors: str = "raise",
-        trim_silence: bool | None = None,
     ) -> Prediction | list[Prediction | AudioError]:
         """Recognise the emotion in one clip or a list of clips.
 
         Inputs are file paths, bytes, file objects, 1-D arrays (at ``sampling_rate``, default the
         model's), or ``{"array", "sampling_rate"}`` dicts. A single input gives a `Prediction`, a list
         gives a list. With ``errors="return"`` an unusable item gives its `AudioError` in place of a
-        prediction instead of raising. ``trim_silence`` (default: the recognizer's ``trim_silence``)
-        cuts leading and trailing silence first (`ser_hf.audio.trim_silence`): less audio to run.
+        prediction instead of raising. The feature extractor prepares each clip as training did (silence
+        trimmed, loudness set: `ser_hf.feature_extraction.SERFeatureExtractor`), as `pipeline` does too.
         """
-        trim = self.trim_silence if trim_silence is None else trim_silence
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
         single = _is_single_input(inputs)
@@ -240,8 +245,6 @@ class EmotionRecognizer:
                         raise type(err)(err.source, f"{err.problem} (item {i} of the batch)") from err
                     raise
                 failures[i] = err
-        if trim:
-            waveforms = {i: audio.trim_silence(w, self.sampling_rate) for i, w in waveforms.items()}
         self._warn_if_truncated(waveforms.values())
         keys = list(waveforms)
         predicted = dict(zip(keys, self.predict_waveforms([waveforms[k] for k in keys], batch_size=batch_size)))
@@ -251,38 +254,65 @@ class EmotionRecognizer:
     # ------------------------------------------------------- speaker adaptation
     @property
     def is_speaker_adaptive(self) -> bool:
-        """Whether the model can centre its predictions on one speaker (`adapt_to_speaker`)."""
-        return bool(getattr(self.model.config, "speaker_adaptive", False))
+        """Whether the model adapts to a speaker (`adapt_to_speaker`, adapting timelines and streams)."""
+        return bool(getattr(self.model.config, "speaker_adaptive", False)) and self.backend == "pytorch"
 
     def _adaptive_model(self) -> Any:
-        if self.is_speaker_adaptive and self.backend == "onnxruntime":
+        if getattr(self.model.config, "speaker_adaptive", False) and self.backend == "onnxruntime":
             raise SerHfError(
                 "an ONNX export keeps the speaker it was exported with: adapt the PyTorch model "
                 "(adapt_to_speaker), then export it"
             )
-        if not self.is_speaker_adaptive or not hasattr(self.model, "adapt_to_speaker"):
+        if not self.is_speaker_adaptive or not hasattr(self.model, "set_speaker"):
             raise SerHfError(
-                f"{type(self.model).__name__} was not trained for speaker adaptation; train with the frozen "
-                "path's statistics head and speaker_adaptive=True (`ser-hf train --strategy frozen "
-                "--speaker_adaptive`), or predict without adapting"
+                f"{type(self.model).__name__} was not trained to adapt to speakers; train it with the statistics "
+                "head and speaker adaptation on (the defaults of `ser-hf train`), or predict without adapting"
             )
         return self.model
 
+    def speaker_profile(self, **options: Any) -> SpeakerProfile:
+        """A fresh `SpeakerProfile` for this model (what adapting timelines and streams keep per speaker)."""
+        return SpeakerProfile.for_model(self._adaptive_model(), **options)
+
     @torch.inference_mode()
+    def statistics(self, waveforms: Sequence[np.ndarray], *, batch_size: int = 8) -> np.ndarray:
+        """The statistics head's input for decoded clips ``(clips, layers, 2 * hidden)``: every layer's mean
+        and spread over the clip's real frames (clips longer than the model's window are cut to it)."""
+        model = self._adaptive_model()
+        out = np.zeros((len(waveforms), *model.feature_mean.shape), dtype=np.float32)
+        for chunk, batch in self._encoded_batches(waveforms, batch_size):
+            stats = model.pooled_statistics(**{k: v for k, v in batch.items() if k in _STATISTICS_INPUTS})
+            out[chunk] = stats.flatten(1).float().cpu().numpy()
+        return out.reshape(len(waveforms), *self._statistics_shape(model))
+
+    @staticmethod
+    def _statistics_shape(model: Any) -> tuple[int, int]:
+        layers = len(model.config.pooled_layers())
+        return layers, 2 * model.config.hidden_size()
+
+    @torch.inference_mode()
+    def classify_statistics(self, statistics: np.ndarray, profile: SpeakerProfile | None = None) -> list[Prediction]:
+        """Predictions for `statistics`, mapped from ``profile``'s speaker (the reference voice when ``None`` or
+        not yet `SpeakerProfile.active`), leaving the recognizer's own speaker as it is."""
+        model = self._adaptive_model()
+        mean = spread = None
+        if profile is not None and profile.active:
+            mean, spread = (torch.as_tensor(v, device=self.device) for v in profile.estimate())
+        x = torch.as_tensor(np.asarray(statistics, dtype=np.float32), device=self.device)
+        logits = model.classify(x, mean, spread).float()
+        return [self._to_prediction(row) for row in torch.softmax(logits, dim=-1).cpu().numpy()]
+
     def adapt_to_speaker(
         self,
         inputs: Any,
         *,
         sampling_rate: int | None = None,
         batch_size: int = 8,
-        trim_silence: bool | None = None,
     ) -> EmotionRecognizer:
-        """Centre later predictions on one speaker, from unlabelled clips of them (inputs as in `predict`).
+        """Adapt later predictions to one speaker, from unlabelled clips of them (inputs as in `predict`).
 
-        Only for speaker-adaptive models (`is_speaker_adaptive`). Ten or more clips of mixed speech work best:
-        on RAVDESS (Whisper tiny.en, 6 folds by actor; ``bench/speaker_adaptation.py``) 3 random clips per
-        test actor gave 73.3 UA, 5 gave 79.2, 10 gave 82.0, all 60 gave 84.5; unadapted 72.9, and the
-        per-clip head 76.5. `reset_speaker` undoes it. Returns ``self``.
+        Their statistics are blended with the training speakers' average voice (`SpeakerProfile`), so a few
+        clips move predictions a little and more clips more. `reset_speaker` undoes it. Returns ``self``.
         """
         model = self._adaptive_model()
         items = [inputs] if _is_single_input(inputs) else list(inputs)
@@ -294,20 +324,16 @@ class EmotionRecognizer:
                 waveforms.append(self.load(item, sampling_rate=sampling_rate))
             except AudioError as err:
                 raise type(err)(err.source, f"{err.problem} (speaker clip {i})") from err
-        if self.trim_silence if trim_silence is None else trim_silence:
-            waveforms = [audio.trim_silence(w, self.sampling_rate) for w in waveforms]
         self._warn_if_truncated(waveforms)
-        statistics = [
-            model.pooled_statistics(**{k: v for k, v in batch.items() if k in _STATISTICS_INPUTS}).float()
-            for _, batch in self._encoded_batches(waveforms, batch_size)
-        ]
-        model.adapt_to_speaker(torch.cat(statistics))
-        if len(waveforms) < 10:
-            logger.warning("adapted to a speaker from %d clip(s); ten or more give steadier predictions", len(items))
+        profile = self.speaker_profile(min_seconds=0.0)
+        profile.add(self.statistics(waveforms, batch_size=batch_size), [w.size / self.sampling_rate for w in waveforms])
+        model.set_speaker(*(torch.as_tensor(v) for v in profile.estimate()))
+        if len(waveforms) < 5:
+            logger.warning("adapted to a speaker from %d clip(s); more clips give steadier predictions", len(items))
         return self
 
     def reset_speaker(self) -> EmotionRecognizer:
-        """Undo `adapt_to_speaker`: predictions centred on the training speakers' average again."""
+        """Undo `adapt_to_speaker`: predictions for the training speakers' average voice again."""
         self._adaptive_model().reset_speaker()
         return self
 

@@ -165,31 +165,16 @@ def tiny_whisper(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, corpus, tiny_wav2vec2):
-    """A tiny wav2vec2 fine-tuned on the synthetic corpus (test actors 7-8, validation actor 6); ~15 s."""
-    from ser_hf.training import finetune
+    """A tiny wav2vec2 recognizer trained by the default pipeline on the synthetic corpus (test actors 7-8,
+    validation actor 6): the probe, speaker-adaptive, saved with its card; a few seconds."""
+    from ser_hf.trainer import finetune
 
     out = tmp_path_factory.mktemp("trained") / "out"
-    outcome = finetune(
-        tiny_wav2vec2,
-        corpus,
-        output_dir=str(out),
-        test_actors=[7, 8],
-        eval_actors=[6],
-        learning_rate=3e-3,
-        num_train_epochs=20,
-        per_device_train_batch_size=8,
-        freeze_feature_encoder=False,
-        logging_steps=50,
-        save_total_limit=1,
-        seed=0,
-        decode_cache_dir=str(tmp_path_factory.mktemp("decoded")),
-        disable_tqdm=True,
-        # The window-level checks downstream (test_live, test_timeline) were written against this exact run.
-        # Fast dropout (the CPU default) draws other masks, and this tiny model then lands elsewhere: test UA
-        # the same (0.844), but 1 s windows of the angry clip labelled "fearful". test_step_kernels covers it.
-        fast_dropout=False,
-    )
-    return outcome
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return finetune(
+        tiny_wav2vec2, corpus, output_dir=str(out), test_speakers=[7, 8], eval_speakers=[6], seed=0,
+        decode_cache_dir=cache, features_cache_dir=cache, disable_tqdm=True,
+    )  # fmt: skip
 
 
 @pytest.fixture

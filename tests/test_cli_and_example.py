@@ -26,7 +26,7 @@ def test_cli_predict_prints_one_json_line_per_file(trained, tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.flac"
     sf.write(a, synth_clip(5, 7, 1), RATE)
     sf.write(b, synth_clip(2, 8, 2), RATE)
-    model = trained.trainer.args.output_dir
+    model = str(trained.output_dir)
     result = subprocess.run(
         [sys.executable, "-m", "ser_hf", "predict", "--model", model, str(a), str(b)],
         capture_output=True,
@@ -48,7 +48,7 @@ def test_cli_reports_a_bad_file_and_goes_on(trained, tmp_path):
     sf.write(good, synth_clip(5, 7, 1), RATE)
     bad.write_text("hello")
     result = subprocess.run(
-        [sys.executable, "-m", "ser_hf", "predict", "--model", trained.trainer.args.output_dir, str(bad), str(good)],
+        [sys.executable, "-m", "ser_hf", "predict", "--model", str(trained.output_dir), str(bad), str(good)],
         capture_output=True,
         text=True,
         env=_env(tmp_path),

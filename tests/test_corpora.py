@@ -153,6 +153,7 @@ def test_saved_dataset_folder_and_parquet_repo(tmp_path, corpus):
     from_hub = load_ravdess(str(tmp_path / "hub-repo"))
     assert len(from_hub) == 16 and from_hub["emotion"] == small["emotion"]
     assert from_hub.features["label"].names == list(RAVDESS_EMOTIONS)
+    assert set(from_hub["corpus"]) == {"ravdess"}  # added when a dataset from elsewhere lacks it
 
 
 def test_hub_id_goes_to_load_dataset(monkeypatch, corpus):

@@ -13,15 +13,19 @@ from ser_hf.corpora import (
     detect_corpus,
     load_crema_d,
     load_emodb,
+    load_emovo,
     load_label_folders,
     load_manifest,
     load_savee,
     load_tess,
     parse_crema_d_name,
     parse_emodb_name,
+    parse_emovo_name,
     parse_savee_name,
     parse_tess_name,
 )
+from ser_hf.corpora.emovo import EMOVO_EMOTIONS
+from ser_hf.corpora.registry import NAMED_CORPORA
 from ser_hf.crosscorpus import restrict_labels, shared_labels
 from ser_hf.labels import EMOTIONS, canonical_emotion, taxonomy_order
 
@@ -133,6 +137,72 @@ def test_emodb_folder_and_errors(tmp_path):
     assert sorted(dataset["emotion"]) == ["boredom", "happy"] and "boredom" in dataset.features["label"].names
 
 
+# -------------------------------------------------------------------------------------------- EMOVO
+EMOVO_CODES = {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fearful", "rab": "angry"}
+EMOVO_CODES.update(sor="surprised", tri="sad")
+EMOVO_SENTENCES = {"b": ("short", 3), "d": ("question", 2), "l": ("long", 4), "n": ("nonsense", 5)}
+
+
+def test_emovo_every_emotion_speaker_and_sentence():
+    assert parse_emovo_name("f1/dis-f1-b1.wav") == {
+        "emotion": "disgust",
+        "speaker": "f1",
+        "gender": "female",
+        "sentence": "b1",
+        "sentence_type": "short",
+    }
+    for code, emotion in EMOVO_CODES.items():
+        assert parse_emovo_name(f"{code}-m2-n5.flac")["emotion"] == emotion
+    for speaker in ("f1", "f2", "f3", "m1", "m2", "m3"):
+        assert parse_emovo_name(f"neu-{speaker}-l4.wav")["gender"] == ("female" if speaker[0] == "f" else "male")
+    for letter, (kind, count) in EMOVO_SENTENCES.items():
+        for number in range(1, count + 1):
+            fields = parse_emovo_name(f"tri-f3-{letter}{number}.wav")
+            assert fields["sentence"] == f"{letter}{number}" and fields["sentence_type"] == kind
+    assert set(EMOVO_CODES.values()) == set(EMOVO_EMOTIONS) and tuple(taxonomy_order(EMOVO_EMOTIONS)) == EMOVO_EMOTIONS
+    assert parse_emovo_name("RAB-M1-D2.WAV")["emotion"] == "angry"  # case does not matter
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("dis-f1.wav", "three fields"),
+        ("dis-f1-b1-x.wav", "three fields"),
+        ("ang-f1-b1.wav", "emotion code 'ang'"),
+        ("dis-f4-b1.wav", "speaker 'f4'"),
+        ("dis-x1-b1.wav", "speaker 'x1'"),
+        ("dis-f1-b4.wav", "sentence code 'b4'"),
+        ("dis-f1-d3.wav", "sentence code 'd3'"),
+        ("dis-f1-l5.wav", "sentence code 'l5'"),
+        ("dis-f1-n6.wav", "sentence code 'n6'"),
+        ("dis-f1-n0.wav", "sentence code 'n0'"),
+        ("dis-f1-x1.wav", "sentence code 'x1'"),
+        ("dis-f1-b01.wav", "sentence code 'b01'"),
+        ("dis-f1-b.wav", "sentence code 'b'"),
+    ],
+)
+def test_emovo_bad_names_say_what_is_wrong(name, words):
+    with pytest.raises(ValueError, match=words):
+        parse_emovo_name(name)
+
+
+def test_emovo_folder(tmp_path):
+    for speaker in ("f1", "m3"):
+        for code in EMOVO_CODES:
+            _write(tmp_path / "EMOVO" / speaker / f"{code}-{speaker}-b1.wav")
+    dataset = load_emovo(tmp_path)
+    assert len(dataset) == 14 and dataset.features["label"].names == list(EMOVO_EMOTIONS)
+    assert all(dataset.features["label"].names[row["label"]] == row["emotion"] for row in dataset)
+    assert dict(zip(dataset["speaker"], dataset["gender"])) == {"f1": "female", "m3": "male"}
+    assert set(dataset["corpus"]) == {"emovo"} and set(dataset["sentence_type"]) == {"short"}
+    for column in ("audio", "path", "label", "emotion", "speaker", "gender", "sentence", "sentence_type", "corpus"):
+        assert column in dataset.column_names
+    _write(tmp_path / "EMOVO" / "f1" / "dis-f1-z9.wav")
+    with pytest.raises(CorpusError, match=r"EMOVO.*dis-f1-z9.wav: sentence code"):
+        load_emovo(tmp_path)
+    assert len(load_emovo(tmp_path, on_invalid="skip")) == 14
+
+
 # ---------------------------------------------------------------------- generic: folders and manifests
 def test_label_folders_with_speaker_pattern(tmp_path):
     _write(tmp_path / "Anger" / "spk1" / "a.wav")
@@ -188,8 +258,11 @@ def test_detect_and_load_any_corpus(tmp_path, corpus_dir):
     _write(tmp_path / "crema" / "1001_DFA_ANG_XX.wav")
     _write(tmp_path / "savee" / "DC" / "a01.wav")
     _write(tmp_path / "tess" / "OAF_angry" / "OAF_back_angry.wav")
+    _write(tmp_path / "emovo" / "f1" / "dis-f1-b1.wav")
+    _write(tmp_path / "emovo" / "m2" / "sor-m2-n3.wav")
     _write(tmp_path / "folders" / "sad" / "x.wav")
-    expected = {"emodb": "emodb", "crema": "crema-d", "savee": "savee", "tess": "tess", "folders": "folders"}
+    expected = {"emodb": "emodb", "crema": "crema-d", "savee": "savee", "tess": "tess", "emovo": "emovo"}
+    expected["folders"] = "folders"
     for folder, kind in expected.items():
         assert detect_corpus(tmp_path / folder) == kind
         assert len(load_corpus(tmp_path / folder)) >= 1
@@ -197,6 +270,55 @@ def test_detect_and_load_any_corpus(tmp_path, corpus_dir):
     assert load_corpus(corpus_dir, "ravdess").features["label"].names[0] == "neutral"
     with pytest.raises(ValueError, match="kind must be one of"):
         load_corpus(corpus_dir, "iemocap")
+
+
+def test_every_loader_tags_its_corpus(tmp_path, corpus):
+    _write(tmp_path / "emodb" / "03a01Fa.wav")
+    _write(tmp_path / "crema" / "1001_DFA_ANG_XX.wav")
+    _write(tmp_path / "savee" / "DC" / "a01.wav")
+    _write(tmp_path / "tess" / "OAF_angry" / "OAF_back_angry.wav")
+    _write(tmp_path / "my_set" / "sad" / "x.wav")
+    expected = {"emodb": "emodb", "crema": "crema-d", "savee": "savee", "tess": "tess", "my_set": "my_set"}
+    for folder, name in expected.items():
+        dataset = load_corpus(tmp_path / folder)
+        assert dataset.features["corpus"].dtype == "string" and set(dataset["corpus"]) == {name}
+    assert load_label_folders(tmp_path / "my_set", name="mine")["corpus"] == ["mine"]
+    assert set(corpus["corpus"]) == {"ravdess"}
+    (tmp_path / "clips.csv").write_text(
+        "path,label,corpus\nmy_set/sad/x.wav,sad,\ncrema/1001_DFA_ANG_XX.wav,ANG,other\n"
+    )
+    assert load_manifest(tmp_path / "clips.csv")["corpus"] == ["clips", "other"]  # its own column wins
+    assert load_manifest(tmp_path / "clips.csv", name="m")["corpus"] == ["m", "other"]
+
+
+#: A few file names of each named corpus, in their usual folders.
+NAMED_EXAMPLES = {
+    "ravdess": ["Actor_01/03-01-05-02-01-02-01.wav", "Actor_24/03-01-08-01-02-01-24.wav"],
+    "crema-d": ["AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1091_IEO_SAD_HI.wav"],
+    "tess": ["OAF_angry/OAF_back_angry.wav", "YAF_pleasant_surprised/YAF_dog_ps.wav"],
+    "savee": ["DC/a01.wav", "JK/su15.wav", "flat/KL_sa03.wav"],
+    "emodb": ["wav/03a01Fa.wav", "wav/16b10Tb.wav"],
+    "emovo": ["f1/dis-f1-b1.wav", "m3/tri-m3-n5.wav", "m1/neu-m1-d2.wav"],
+}
+
+
+def test_named_corpora_are_not_confused(tmp_path):
+    assert set(NAMED_EXAMPLES) == set(NAMED_CORPORA)
+    for kind, names in NAMED_EXAMPLES.items():
+        for name in names:
+            fitting = [other for other, (_, parse) in NAMED_CORPORA.items() if _parses(parse, tmp_path / name)]
+            assert fitting == [kind], name
+            _write(tmp_path / kind / name)
+        assert detect_corpus(tmp_path / kind) == kind
+        assert set(load_corpus(tmp_path / kind)["corpus"]) == {kind}
+
+
+def _parses(parse, path):
+    try:
+        parse(path)
+    except ValueError:
+        return False
+    return True
 
 
 # -------------------------------------------------------------------------------- taxonomy, restriction
@@ -245,7 +367,7 @@ def test_ravdess_model_scored_on_tess_and_emodb_over_shared_labels(trained, tmp_
         path = tmp_path / "emodb" / f"03a01{letter}a.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, synth_clip(code, 11, 1), RATE)
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     tess = load_corpus(tmp_path / "tess")
     result = evaluate_across(recognizer, tess, decode_cache_dir=str(tmp_path / "dec"))
     assert result["labels"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]

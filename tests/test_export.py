@@ -18,7 +18,7 @@ pytest.importorskip("onnxscript")
 
 @pytest.fixture(scope="module")
 def pytorch(trained):
-    return EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    return EmotionRecognizer.from_pretrained(str(trained.output_dir))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_cli_exports_a_fixed_window_whisper_model_that_matches_pytorch(tiny_whis
 
 def test_export_refusals(pytorch, trained, tmp_path, monkeypatch):
     with pytest.raises(SerHfError, match="PyTorch model"):
-        pytorch.export_onnx(trained.trainer.args.output_dir)
+        pytorch.export_onnx(str(trained.output_dir))
     with pytest.raises(SerHfError, match="unknown quantization"):
         pytorch.export_onnx(tmp_path / "x", quantize="int4")
     monkeypatch.setitem(sys.modules, "onnxscript", None)

@@ -58,7 +58,7 @@ def fake_sounddevice(signal: np.ndarray, *, has_input: bool = True) -> types.Mod
 def test_listen_prints_a_segment_per_hop(trained, monkeypatch, capsys):
     speech = np.concatenate([synth_clip(5, 7, 1, seconds=3.0), np.zeros(RATE, np.float32)])
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(soxr.resample(speech, RATE, MIC_RATE)))
-    model = trained.trainer.args.output_dir
+    model = str(trained.output_dir)
     code = main(["listen", "--model", model, "--window", "1", "--hop", "1", "--duration", "4"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -71,13 +71,13 @@ def test_listen_prints_a_segment_per_hop(trained, monkeypatch, capsys):
 
 def test_listen_without_sounddevice_says_what_to_install(trained, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", None)
-    assert main(["listen", "--model", trained.trainer.args.output_dir]) == 2
+    assert main(["listen", "--model", str(trained.output_dir)]) == 2
     assert "pip install 'ser-hf[live]'" in capsys.readouterr().err
 
 
 def test_listen_without_a_microphone_says_so(trained, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(np.zeros(10, np.float32), has_input=False))
-    assert main(["listen", "--model", trained.trainer.args.output_dir]) == 2
+    assert main(["listen", "--model", str(trained.output_dir)]) == 2
     err = capsys.readouterr().err
     assert "no usable microphone" in err and "Error querying device -1" in err
 

@@ -82,7 +82,7 @@ def test_describe_speakers():
 
 
 def test_training_writes_the_card_and_the_confusion_matrix(trained):
-    out = Path(trained.trainer.args.output_dir)
+    out = Path(str(trained.output_dir))
     card = ModelCard.load(out / "README.md")
     _check_card(card, trained.test_report, "speaker-independent, test actors 7–8")
     assert "trained on actors 1–5, best epoch chosen on actor 6" in card.text
@@ -93,11 +93,11 @@ def test_training_writes_the_card_and_the_confusion_matrix(trained):
     assert (
         card.text.count("\n| ") >= len(validations) and f"at step {trained.trainer.state.best_global_step}" in card.text
     )
-    assert str(Path(trained.trainer.args.output_dir).parent) not in card.text.split("## How to use")[0]
+    assert str(Path(str(trained.output_dir)).parent) not in card.text.split("## How to use")[0]
 
 
 def test_card_survives_reload_and_resave(trained, tmp_path):
-    out = Path(trained.trainer.args.output_dir)
+    out = Path(str(trained.output_dir))
     recognizer = EmotionRecognizer.from_pretrained(out)
     assert recognizer.model_card is not None
     copy = recognizer.save_pretrained(tmp_path / "copy")
@@ -106,7 +106,7 @@ def test_card_survives_reload_and_resave(trained, tmp_path):
 
 
 def test_push_to_hub_uploads_model_config_extractor_and_card(trained, fake_hub, tmp_path):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     url = recognizer.push_to_hub("me/ser-tiny", private=True, token="hf_secret")
     assert fake_hub.created == [{"repo_id": "me/ser-tiny", "repo_type": "model", "private": True, "token": "hf_secret"}]
     (commit,) = fake_hub.commits_to("me/ser-tiny")
@@ -125,7 +125,7 @@ def test_push_to_hub_uploads_model_config_extractor_and_card(trained, fake_hub, 
 
 
 def test_push_without_a_card_describes_the_model(trained, fake_hub):
-    loaded = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    loaded = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     bare = EmotionRecognizer(loaded.model, loaded.feature_extractor)
     assert bare.model_card is None
     bare.push_to_hub("bare")  # no namespace: the Hub puts it under the account
@@ -139,7 +139,7 @@ def test_push_without_a_card_describes_the_model(trained, fake_hub):
 
 def test_pipeline_from_a_hub_id_matches_the_recognizer(trained, fake_hub, tmp_path, monkeypatch):
     """Push, lay what the Hub received out as the download cache, load it by Hub id (offline)."""
-    folder = trained.trainer.args.output_dir
+    folder = str(trained.output_dir)
     EmotionRecognizer.from_pretrained(folder).push_to_hub("me/ser-tiny")
     fake_hub.write_cache("me/ser-tiny", tmp_path / "hub-cache")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))

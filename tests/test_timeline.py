@@ -16,7 +16,7 @@ from ser_hf.timeline import SILENCE, iter_smooth, smooth
 
 @pytest.fixture(scope="module")
 def recognizer(trained):
-    return EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    return EmotionRecognizer.from_pretrained(str(trained.output_dir))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_streamed_smoothing_equals_the_definition(values, width):
 def test_cli_timeline_prints_the_segments(trained, recognizer, recording, capsys):
     from ser_hf.cli import main
 
-    model = trained.trainer.args.output_dir
+    model = str(trained.output_dir)
     args = ["predict", "--model", model, "--timeline", str(recording), "--window", "1", "--hop", "0.5"]
     assert main([*args, "--smoothing", "3"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -23,7 +23,7 @@ def test_short_finetune_scores_well_above_chance(trained):
 
 
 def test_output_dir_holds_the_best_model(trained):
-    out = Path(trained.trainer.args.output_dir)
+    out = Path(str(trained.output_dir))
     for name in (
         "config.json",
         "model.safetensors",
@@ -41,7 +41,7 @@ def test_output_dir_holds_the_best_model(trained):
 
 
 def test_predict_single_and_batch(trained, corpus, clip_path, tmp_path):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     single = recognizer.predict(str(clip_path))
     assert isinstance(single, Prediction)
     assert single.label in RAVDESS_EMOTIONS and single.score == max(single.scores.values())
@@ -60,7 +60,7 @@ def test_predict_single_and_batch(trained, corpus, clip_path, tmp_path):
 
 
 def test_save_load_gives_identical_predictions(trained, tmp_path, clip_path):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     saved = recognizer.save_pretrained(tmp_path / "copy")
     reloaded = EmotionRecognizer.from_pretrained(saved)
     a, b = recognizer.predict(clip_path), reloaded.predict(clip_path)
@@ -68,7 +68,7 @@ def test_save_load_gives_identical_predictions(trained, tmp_path, clip_path):
 
 
 def test_pipeline_gives_the_same_answer(trained, clip_path):
-    folder = trained.trainer.args.output_dir
+    folder = str(trained.output_dir)
     recognizer = EmotionRecognizer.from_pretrained(folder)
     mine = recognizer.predict(clip_path)
     samples = recognizer.load(clip_path)
@@ -79,7 +79,7 @@ def test_pipeline_gives_the_same_answer(trained, clip_path):
 
 
 def test_bad_inputs_raise_named_errors_or_come_back_per_item(trained, tmp_path, clip_path):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     text = tmp_path / "notes.wav"
     text.write_text("not audio")
     with pytest.raises(AudioError, match="notes.wav"):
@@ -95,12 +95,12 @@ def test_bad_inputs_raise_named_errors_or_come_back_per_item(trained, tmp_path, 
 
 
 def test_very_short_clip_is_padded_not_crashing(trained):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     assert isinstance(recognizer.predict(synth_clip(1, 1, 1, seconds=0.002)), Prediction)
 
 
 def test_failed_save_leaves_the_old_model(trained, tmp_path, monkeypatch, clip_path):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir))
     target = recognizer.save_pretrained(tmp_path / "model")
     before = sorted(p.name for p in target.iterdir())
 
@@ -125,7 +125,7 @@ def test_interrupted_save_is_not_a_model(tmp_path):
 def test_wrong_label_maps(trained, corpus, tmp_path):
     from transformers import AutoModelForAudioClassification
 
-    model = AutoModelForAudioClassification.from_pretrained(trained.trainer.args.output_dir)
+    model = AutoModelForAudioClassification.from_pretrained(str(trained.output_dir))
     model.config.id2label = {0: "angry", 2: "sad"}
     with pytest.raises(LabelMapError, match="without gaps"):
         EmotionRecognizer(model, None)
@@ -185,7 +185,7 @@ def test_whisper_window_is_shortened_consistently(tiny_whisper, corpus, tmp_path
 
 
 def test_recognizer_runs_on_the_requested_device(trained):
-    recognizer = EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir, device="cpu")
+    recognizer = EmotionRecognizer.from_pretrained(str(trained.output_dir), device="cpu")
     assert recognizer.device == torch.device("cpu") and "EmotionRecognizer(" in repr(recognizer)
 
 

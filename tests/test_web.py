@@ -30,7 +30,7 @@ CHROMIUM = os.environ.get("SER_HF_CHROMIUM", "/usr/bin/chromium")
 
 @pytest.fixture(scope="module")
 def recognizer(trained):
-    return EmotionRecognizer.from_pretrained(trained.trainer.args.output_dir)
+    return EmotionRecognizer.from_pretrained(str(trained.output_dir))
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_serve_command_starts_the_page(trained, tmp_path):
     pytest.importorskip("gradio")
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "ser_hf", "serve", "--model", trained.trainer.args.output_dir]
+    command = [sys.executable, "-m", "ser_hf", "serve", "--model", str(trained.output_dir)]
     command += ["--port", str(port), "--max-upload-mb", "2"]
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)

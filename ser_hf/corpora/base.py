@@ -121,20 +121,25 @@ def build_corpus(
     label_names: Sequence[str],
     columns: dict[str, Any],
     corpus_name: str,
+    corpus_id: str | None = None,
 ) -> Dataset:
-    """Turn parsed records into a `Dataset` with ``audio``, ``path``, ``label`` and the corpus' columns.
+    """Turn parsed records into a `Dataset` with ``audio``, ``path``, ``label``, the corpus' columns and ``corpus``.
 
     ``records`` carry ``path`` (a local file), ``emotion`` (one of ``label_names``) and the keys of
-    ``columns`` (name → `datasets` feature).
+    ``columns`` (name → `datasets` feature). ``corpus`` holds ``corpus_id`` (default ``corpus_name``),
+    the name that tells this corpus' clips apart once corpora are combined; a record's own non-empty
+    ``corpus`` value takes its place.
     """
     if not records:
         raise CorpusError(f"{corpus_name}: no usable audio files found")
+    corpus_id = corpus_id or corpus_name
     features = Features(
         {
             "audio": Value("string"),
             "path": Value("string"),
             "label": ClassLabel(names=list(label_names)),
-            **columns,
+            **{name: feature for name, feature in columns.items() if name != "corpus"},
+            "corpus": Value("string"),
         }
     )
     data: dict[str, list[Any]] = {name: [] for name in features}
@@ -143,7 +148,9 @@ def build_corpus(
         data["path"].append(str(record["path"]))
         data["label"].append(list(label_names).index(record["emotion"]))
         for name in columns:
-            data[name].append(record[name])
+            if name != "corpus":
+                data[name].append(record[name])
+        data["corpus"].append(str(record.get("corpus") or corpus_id))
     # Cast (not encode) to Audio: encoding through `datasets` would need torchcodec.
     dataset = Dataset.from_dict(data, features=features).cast_column("audio", Audio(decode=False))
     dataset.info.description = f"{corpus_name} loaded by ser-hf ({len(dataset)} clips)"
@@ -181,6 +188,7 @@ def load_named_files(
     parse: Any,
     *,
     corpus_name: str,
+    corpus_id: str | None = None,
     label_names: Sequence[str],
     columns: dict[str, Any],
     on_invalid: str = "raise",
@@ -190,6 +198,7 @@ def load_named_files(
 
     ``parse(path)`` returns the record's fields (``emotion`` and the keys of ``columns``) or raises
     `ValueError` saying what is wrong with the name; such files are listed by `report_invalid`.
+    ``corpus_id`` fills the ``corpus`` column (see `build_corpus`).
     """
     root = corpus_folder(source, corpus_name, cache_dir=cache_dir)
     records, invalid = [], []
@@ -203,4 +212,4 @@ def load_named_files(
     report_invalid(corpus_name, invalid, on_invalid=on_invalid)
     if not records:
         raise CorpusError(f"{corpus_name}: no audio files named after its scheme found under {root}")
-    return build_corpus(records, label_names=label_names, columns=columns, corpus_name=corpus_name)
+    return build_corpus(records, label_names=label_names, columns=columns, corpus_name=corpus_name, corpus_id=corpus_id)

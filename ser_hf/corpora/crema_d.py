@@ -70,12 +70,13 @@ def load_crema_d(
     """Load CREMA-D (a folder of ``AudioWAV`` files, any nesting, or its archive) as a `datasets.Dataset`.
 
     Columns: ``audio``, ``path``, ``label`` (`ClassLabel` of `CREMA_D_EMOTIONS`), ``emotion``,
-    ``intensity``, ``sentence``, ``actor``, ``speaker``.
+    ``intensity``, ``sentence``, ``actor``, ``speaker``, ``corpus`` (``"crema-d"``).
     """
     return load_named_files(
         source,
         parse_crema_d_name,
         corpus_name="CREMA-D",
+        corpus_id="crema-d",
         label_names=CREMA_D_EMOTIONS,
         columns=CREMA_D_COLUMNS,
         on_invalid=on_invalid,

@@ -76,12 +76,13 @@ def load_emodb(
     """Load EmoDB (its ``wav`` folder, any nesting, or its archive) as a `datasets.Dataset`.
 
     Columns: ``audio``, ``path``, ``label`` (`ClassLabel` of `EMODB_EMOTIONS`), ``emotion``, ``text``,
-    ``version``, ``speaker``, ``gender``.
+    ``version``, ``speaker``, ``gender``, ``corpus`` (``"emodb"``).
     """
     return load_named_files(
         source,
         parse_emodb_name,
         corpus_name="EmoDB",
+        corpus_id="emodb",
         label_names=EMODB_EMOTIONS,
         columns=EMODB_COLUMNS,
         on_invalid=on_invalid,

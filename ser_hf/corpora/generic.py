@@ -40,7 +40,7 @@ def load_label_folders(
     ``speaker_pattern`` is a regular expression searched in each file's path relative to ``root``; its
     ``speaker`` group (or its first group) is the speaker (e.g. ``r"^[^/]+/(?P<speaker>[^/]+)/"`` for
     ``root/<label>/<speaker>/<clip>``, or ``r"spk(\\d+)"``). Without it, speakers are ``"unknown"`` and
-    speaker-independent splits are impossible.
+    speaker-independent splits are impossible. The ``corpus`` column holds ``name`` (default: the folder's name).
     """
     root = corpus_folder(source, name or "label folders", cache_dir=cache_dir)
     corpus_name = name or root.name
@@ -101,7 +101,9 @@ def load_manifest(
 
     Each row needs a path (``path``/``file``/``audio``...; relative paths are relative to the manifest's
     folder) and a label (``label``/``emotion``), and may give a speaker (``speaker``/``actor``...).
-    Other columns are kept as strings. Rows whose file is missing are reported (``on_invalid``).
+    Other columns are kept as strings. Rows whose file is missing are reported (``on_invalid``). The
+    ``corpus`` column holds the manifest's own ``corpus`` value where a row has one, else ``name``
+    (default: the manifest's file name without its extension).
     """
     manifest = Path(manifest)
     if not manifest.is_file():

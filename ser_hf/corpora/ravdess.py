@@ -109,7 +109,9 @@ def _from_folder(root: Path, channels: set[str], on_invalid: str, files: list[Pa
         raise CorpusError(
             f"RAVDESS: no {'/'.join(sorted(channels))} clips named MM-VV-EE-II-SS-RR-AA found under {root}"
         )
-    return build_corpus(records, label_names=RAVDESS_EMOTIONS, columns=RAVDESS_COLUMNS, corpus_name="RAVDESS")
+    return build_corpus(
+        records, label_names=RAVDESS_EMOTIONS, columns=RAVDESS_COLUMNS, corpus_name="RAVDESS", corpus_id="ravdess"
+    )
 
 
 def _from_saved(source: str, channels: set[str], on_invalid: str, split: str, token: Any) -> Dataset:
@@ -145,6 +147,8 @@ def _from_saved(source: str, channels: set[str], on_invalid: str, split: str, to
         raise CorpusError(
             f"RAVDESS ({source}): column 'label' must be a ClassLabel of {list(RAVDESS_EMOTIONS)}, got {label_feature}"
         )
+    if "corpus" not in dataset.column_names:
+        dataset = dataset.add_column("corpus", ["ravdess"] * len(dataset), feature=Value("string"))
     dataset = dataset.filter(lambda channel: channel in channels, input_columns="vocal_channel")
     if len(dataset) == 0:
         raise CorpusError(f"RAVDESS ({source}): no {'/'.join(sorted(channels))} clips")
@@ -170,7 +174,7 @@ def load_ravdess(
 
     Columns: ``audio`` (path, not decoded), ``path``, ``label`` (`ClassLabel` in RAVDESS order),
     ``emotion``, ``intensity``, ``statement``, ``repetition``, ``actor``, ``speaker``, ``gender``,
-    ``vocal_channel``, ``modality``.
+    ``vocal_channel``, ``modality``, ``corpus`` (``"ravdess"``).
     """
     channels = _wanted_channels(include_speech, include_song)
     if source is None:

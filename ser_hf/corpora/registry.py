@@ -12,7 +12,9 @@ from ..errors import CorpusError
 from .base import corpus_folder, scan_audio_files
 from .crema_d import load_crema_d, parse_crema_d_name
 from .emodb import load_emodb, parse_emodb_name
+from .emovo import load_emovo, parse_emovo_name
 from .generic import MANIFEST_SUFFIXES, load_label_folders, load_manifest
+from .info import normalise_corpus_name
 from .ravdess import load_ravdess, parse_ravdess_name
 from .savee import load_savee, parse_savee_name
 from .tess import load_tess, parse_tess_name
@@ -26,6 +28,7 @@ NAMED_CORPORA: dict[str, tuple[Callable[..., Any], Callable[[Any], Any]]] = {
     "tess": (load_tess, parse_tess_name),
     "savee": (load_savee, parse_savee_name),
     "emodb": (load_emodb, parse_emodb_name),
+    "emovo": (load_emovo, parse_emovo_name),
 }
 #: Every value `load_corpus` accepts for ``kind``.
 CORPUS_KINDS: tuple[str, ...] = ("auto", *NAMED_CORPORA, "folders", "manifest")
@@ -55,6 +58,18 @@ def detect_corpus(source: str | os.PathLike, *, sample: int = 200) -> str:
     return best if fits[best] >= 0.9 else "folders"
 
 
+def corpus_loader(kind: str) -> Callable[..., Any]:
+    """The loader `load_corpus` uses for a kind other than ``"auto"`` (e.g. `load_emovo` for ``"emovo"``)."""
+    kind = normalise_corpus_name(kind)
+    if kind == "manifest":
+        return load_manifest
+    if kind == "folders":
+        return load_label_folders
+    if kind not in NAMED_CORPORA:
+        raise ValueError(f"kind must be one of {CORPUS_KINDS}, not {kind!r}")
+    return NAMED_CORPORA[kind][0]
+
+
 def load_corpus(
     source: str | os.PathLike,
     kind: str = "auto",
@@ -62,23 +77,17 @@ def load_corpus(
     on_invalid: str = "raise",
     **kwargs: Any,
 ) -> Any:
-    """Load an emotional speech corpus as a `datasets.Dataset` with ``label``, ``emotion`` and ``speaker``.
+    """Load an emotional speech corpus as a `datasets.Dataset` with ``label``, ``emotion``, ``speaker`` and ``corpus``.
 
-    ``kind`` is ``"ravdess"``, ``"crema-d"``, ``"tess"``, ``"savee"``, ``"emodb"``, ``"folders"`` (a
+    ``kind`` is ``"ravdess"``, ``"crema-d"``, ``"tess"``, ``"savee"``, ``"emodb"``, ``"emovo"``, ``"folders"`` (a
     folder per label; ``speaker_pattern=`` finds speakers), ``"manifest"`` (CSV/JSON/JSONL of path,
     label, speaker) or ``"auto"`` (recognised from the file names; see `detect_corpus`). Labels are
     mapped onto ser-hf's emotion taxonomy, so corpora can be compared over their shared labels.
     """
-    kind = kind.lower().replace("_", "-")
-    kind = {"cremad": "crema-d", "emo-db": "emodb", "folder": "folders"}.get(kind, kind)
+    kind = normalise_corpus_name(kind)
     if kind not in CORPUS_KINDS:
         raise ValueError(f"kind must be one of {CORPUS_KINDS}, not {kind!r}")
     if kind == "auto":
         kind = detect_corpus(source)
         logger.info("%s: recognised as %s", source, kind)
-    if kind == "manifest":
-        return load_manifest(source, on_invalid=on_invalid, **kwargs)
-    if kind == "folders":
-        return load_label_folders(source, on_invalid=on_invalid, **kwargs)
-    loader, _ = NAMED_CORPORA[kind]
-    return loader(source, on_invalid=on_invalid, **kwargs)
+    return corpus_loader(kind)(source, on_invalid=on_invalid, **kwargs)

@@ -60,12 +60,13 @@ def load_savee(
     """Load SAVEE (speaker folders or flattened names, or its archive) as a `datasets.Dataset`.
 
     Columns: ``audio``, ``path``, ``label`` (`ClassLabel` of `SAVEE_EMOTIONS`), ``emotion``, ``sentence``,
-    ``speaker``, ``gender``.
+    ``speaker``, ``gender``, ``corpus`` (``"savee"``).
     """
     return load_named_files(
         source,
         parse_savee_name,
         corpus_name="SAVEE",
+        corpus_id="savee",
         label_names=SAVEE_EMOTIONS,
         columns=SAVEE_COLUMNS,
         on_invalid=on_invalid,

@@ -55,12 +55,13 @@ def load_tess(
     """Load TESS (a folder, any nesting, or its archive) as a `datasets.Dataset`.
 
     Columns: ``audio``, ``path``, ``label`` (`ClassLabel` of `TESS_EMOTIONS`), ``emotion``, ``word``,
-    ``speaker`` (OAF/YAF), ``age``, ``gender``.
+    ``speaker`` (OAF/YAF), ``age``, ``gender``, ``corpus`` (``"tess"``).
     """
     return load_named_files(
         source,
         parse_tess_name,
         corpus_name="TESS",
+        corpus_id="tess",
         label_names=TESS_EMOTIONS,
         columns=TESS_COLUMNS,
         on_invalid=on_invalid,
