@@ -20,7 +20,7 @@ from .atomic import atomic_directory, recover
 from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
-from .feature_extraction import SERFeatureExtractor
+from .feature_extraction import SERFeatureExtractor, base_extractor
 from .features import AudioCollator, min_input_samples, window_samples
 from .hardware import default_device
 from .labels import check_id2label
@@ -80,7 +80,9 @@ class EmotionRecognizer:
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
         self.model_card: Any = None
-        self._collator = AudioCollator(feature_extractor, min_samples=min_input_samples(model.config))
+        # Clips are prepared (trimmed, loudness set) before they are batched by length, then the model's own
+        # feature extractor makes the inputs: what the SERFeatureExtractor does clip by clip in `pipeline`.
+        self._collator = AudioCollator(base_extractor(feature_extractor), min_samples=min_input_samples(model.config))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -155,6 +157,13 @@ class EmotionRecognizer:
         return samples / self.sampling_rate if samples else None
 
     # ---------------------------------------------------------------- inference
+    def prepare(self, waveform: np.ndarray) -> np.ndarray:
+        """A decoded clip as the model was trained on it: silence trimmed and loudness set where the feature
+        extractor does that (`SERFeatureExtractor`), else unchanged."""
+        if isinstance(self.feature_extractor, SERFeatureExtractor):
+            return self.feature_extractor.prepare(waveform)
+        return np.asarray(waveform, dtype=np.float32)
+
     def load(self, source: Any, *, sampling_rate: int | None = None) -> np.ndarray:
         """Decode one input to mono float32 at the model's rate (raises `AudioError` naming it)."""
         return audio.load_audio(source, self.sampling_rate, source_sampling_rate=sampling_rate)
@@ -187,7 +196,8 @@ class EmotionRecognizer:
     def _encoded_batches(
         self, waveforms: Sequence[np.ndarray], batch_size: int
     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        """(indices, model inputs on the device) for each batch of `_batches`."""
+        """(indices, model inputs on the device) for each batch of `_batches`, clips prepared first."""
+        waveforms = [self.prepare(w) for w in waveforms]
         for chunk in self._batches([w.shape[0] for w in waveforms], batch_size):
             batch = self._collator.encode([waveforms[i] for i in chunk])
             yield chunk, {k: v.to(self.device) for k, v in batch.items()}
@@ -339,7 +349,7 @@ class EmotionRecognizer:
 
     def _warn_if_truncated(self, waveforms: Any) -> None:
         window = window_samples(self.feature_extractor)
-        if window and any(w.shape[0] > window for w in waveforms):
+        if window and any(w.shape[0] > window and self.prepare(w).shape[0] > window for w in waveforms):
             logger.warning(
                 "some clips are longer than the model's %.0f s window; only their first %.0f s are used "
                 "(use predict_timeline for long recordings)",

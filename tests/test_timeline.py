@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 import soxr
@@ -134,30 +135,23 @@ def test_cli_timeline_prints_the_segments(trained, recognizer, recording, capsys
     ]
 
 
-def test_trimming_silence_before_predicting(recognizer):
+def test_the_feature_extractor_prepares_clips_as_training_did(recognizer):
+    """Silence trimmed and loudness set by the saved feature extractor: predict sees what training saw."""
+    from ser_hf.feature_extraction import prepare_clip
+
     clip = synth_clip(5, 7, 1, seconds=1.0)
     quiet = 1e-4 * np.random.default_rng(0).standard_normal(RATE).astype(np.float32)
     padded = np.concatenate([quiet, clip, quiet])
-    trimmed = audio.trim_silence(padded, RATE)
-    assert trimmed.size < padded.size
-    exact = recognizer.predict(trimmed, trim_silence=False).scores
-    assert recognizer.predict(padded, trim_silence=True).scores == exact
-    assert recognizer.predict(padded, trim_silence=False).scores != exact
-    # The default follows the training data: trimmed when the model was trained on trimmed clips.
-    assert recognizer.model.config.ser_hf_trim_silence is True and recognizer.trim_silence  # ser-hf's default
-    recognizer.model.config.ser_hf_trim_silence = False
-    untrimmed = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
-    assert not untrimmed.trim_silence
-    assert untrimmed.predict(padded).scores != exact
-    recognizer.model.config.ser_hf_trim_silence = True
-    try:
-        trimming = EmotionRecognizer(recognizer.model, recognizer.feature_extractor)
-        assert trimming.trim_silence
-        assert trimming.predict(padded).scores == exact
-        assert trimming.predict(padded, trim_silence=False).scores == untrimmed.predict(padded).scores
-    finally:
-        recognizer.model.config.ser_hf_trim_silence = True
-
+    assert recognizer.trim_silence and recognizer.feature_extractor.loudness_db == -30.0  # ser-hf's defaults
+    prepared = recognizer.prepare(padded)
+    expected = prepare_clip(padded, RATE, trim=True, loudness_db=-30.0, threshold_db=40.0)
+    assert prepared.size == audio.trim_silence(padded, RATE).size < padded.size
+    np.testing.assert_array_equal(prepared, expected)
+    raw = recognizer.feature_extractor.base([prepared], sampling_rate=RATE, return_tensors="pt")
+    with torch.inference_mode():
+        probabilities = torch.softmax(recognizer.model(**raw).logits, -1)[0].numpy()
+    scores = recognizer.predict(padded).scores
+    assert [scores[label] for label in recognizer.labels] == pytest.approx(probabilities.tolist(), abs=1e-6)
 
 def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording, tmp_path):
     """8.5 s with 3 s windows every 1 s: the last grid window ends at 8 s, so flush adds 5.5-8.5 s."""
