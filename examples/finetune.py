@@ -10,6 +10,7 @@ RAVDESS: 21-24) are scored once, and the model is saved at the top of ``--output
 ``EmotionRecognizer.from_pretrained``. Takes every `transformers.TrainingArguments` flag too (``--help``).
 """
 
+import contextlib
 import json
 import sys
 
@@ -23,7 +24,8 @@ def progress(line: str) -> None:
 
 def main() -> None:
     model_args, data_args, training_args = SERArgumentParser().parse_args_into_dataclasses()
-    outcome = EmotionTrainer(model_args, data_args, training_args, progress=progress).train()
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs: stdout keeps the results
+        outcome = EmotionTrainer(model_args, data_args, training_args, progress=progress).train()
     if training_args.should_save:
         print(json.dumps({k: round(v, 4) for k, v in outcome.test_metrics.items()}, indent=2))
         print(f"model saved to {outcome.output_dir} (EmotionRecognizer.from_pretrained({str(outcome.output_dir)!r}))")

@@ -26,7 +26,7 @@ from .errors import (
     SilentAudioError,
     UnreadableAudioError,
 )
-from .feature_extraction import normalize_loudness, trim_silence  # noqa: F401  (re-exported)
+from .preparation import normalize_loudness, trim_silence  # noqa: F401  (re-exported)
 
 AudioInput = str | os.PathLike | bytes | bytearray | BinaryIO | np.ndarray | Mapping[str, Any] | Any
 

@@ -240,8 +240,9 @@ def encode_corpus(
     """Decode (cached), load the encoder, fit a Whisper window, then encode every clip once (cached).
 
     A Whisper window fits the corpus' longest prepared clip unless ``window_seconds`` is given.
-    ``keep_layer_from_top=n`` also keeps the input of the top ``n`` encoder layers (``-1``: all of them). ``main_process_first`` (e.g. ``TrainingArguments.main_process_first``) lets
-    the main process of a multi-process run decode and encode first; the others then read its caches.
+    ``keep_layer_from_top=n`` also keeps the input of the top ``n`` encoder layers (``-1``: all of them).
+    ``main_process_first`` (e.g. ``TrainingArguments.main_process_first``) lets the main process of a
+    multi-process run decode and encode first; the others then read its caches.
     """
     from contextlib import nullcontext
 

@@ -26,7 +26,7 @@ from datasets.fingerprint import Hasher
 from . import audio
 from .corpora.base import audio_column, audio_name, read_column
 from .errors import AudioError, AudioTooLongError, CorpusError
-from .feature_extraction import TRIM_THRESHOLD_DB, prepare_clip
+from .preparation import TRIM_THRESHOLD_DB, prepare_clip
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,11 @@ def clip_lengths(dataset: Dataset, column: str = "length") -> list[int]:
 
 def min_input_samples(config: Any) -> int:
     """The shortest input (in samples) a model's convolutional front end accepts (its receptive field)."""
-    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
+    encoder = getattr(config, "encoder", None)
+    if isinstance(encoder, dict):  # a LayerStatsForAudioClassification: the encoder's own config
+        kernels, strides = encoder.get("conv_kernel"), encoder.get("conv_stride")
+    else:
+        kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
     if not kernels or not strides:
         return 1
     field, jump = 1, 1

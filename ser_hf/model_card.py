@@ -247,9 +247,8 @@ class ModelCardFacts:
         facts.refitted = bool(
             phases.get("phase2", phases.get("phase1", {})).get("refitted_with_validation_speakers", False)
         )
-        facts.model_name = (training_args.hub_model_id if push else None) or default_model_name(
-            facts.base_model_name, facts.corpora
-        )
+        hub_name = training_args.hub_model_id.split("/")[-1] if push and training_args.hub_model_id else None
+        facts.model_name = hub_name or default_model_name(facts.base_model_name, facts.corpora)
         facts.model_id = (training_args.hub_model_id if push else None) or str(training_args.output_dir)
         trim, loudness = data_args.preparation(model_args.head)
         hyper: dict[str, Any] = {

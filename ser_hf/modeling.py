@@ -14,11 +14,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
-from .errors import LabelMapError
+from .errors import SerHfError
 from .feature_extraction import SERFeatureExtractor, base_extractor
-from .labels import check_id2label
 from .layer_stats import LayerStatsConfig
 
 AutoFeatureExtractor.register(LayerStatsConfig, SERFeatureExtractor, exist_ok=True)
@@ -33,24 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Whisper's frame rate after its two convolutions (positions per second of audio).
 WHISPER_POSITIONS_PER_SECOND = 50
-
-
-def _generic_labels(labels: Sequence[str]) -> bool:
-    return all(label == f"LABEL_{i}" for i, label in enumerate(labels))
-
-
-def check_label_compatibility(config: Any, label_names: Sequence[str], source: str) -> None:
-    """Refuse a checkpoint whose trained head predicts other labels than the data's (order included)."""
-    architectures = getattr(config, "architectures", None) or []
-    has_head = any(a.endswith(("ForAudioClassification", "ForSequenceClassification")) for a in architectures)
-    if not has_head:
-        return
-    labels = check_id2label(config.id2label, source=f"{source} config")
-    if not _generic_labels(labels) and list(labels) != list(label_names):
-        raise LabelMapError(
-            f"{source}: its classification head predicts {labels}, but the data's labels are "
-            f"{list(label_names)}; pass new_head=True (--new_head) to train a fresh head instead"
-        )
 
 
 @contextlib.contextmanager
@@ -93,6 +74,15 @@ def load_backbone(
     initialised weights is held back and one log line says what was made.
     """
     hub_kwargs = {"cache_dir": cache_dir, "revision": revision, "token": token}
+    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
+    if getattr(config, "model_type", None) == LayerStatsConfig.model_type:
+        base = getattr(config, "_name_or_path", "") or "its base encoder"
+        raise SerHfError(
+            f"{model_name_or_path} is a trained ser-hf recognizer; train from a pretrained speech encoder instead "
+            f"(e.g. the one it was trained from, {config.encoder.get('_name_or_path') or base})"
+        )
+    if any(a.endswith(("ForAudioClassification", "ForSequenceClassification")) for a in config.architectures or []):
+        logger.info("%s: its classification head is replaced by a new one over %s", model_name_or_path, label_names)
     id2label = dict(enumerate(label_names))
     with quiet_transformers():
         model = AutoModelForAudioClassification.from_pretrained(
@@ -116,24 +106,6 @@ def load_backbone(
     return model, base_feature_extractor(feature_extractor)
 
 
-def freeze(
-    model: PreTrainedModel, *, feature_encoder: bool = True, base_model: bool = False, lower_layers: int = 0
-) -> None:
-    """Freeze the CNN feature encoder (where the model has one), optionally the lowest ``lower_layers``
-    transformer layers with everything beneath them (`freeze_lower_layers`), or the whole encoder."""
-    if lower_layers and not base_model:
-        freeze_lower_layers(model, lower_layers)
-    if base_model:
-        if hasattr(model, "freeze_base_model"):
-            model.freeze_base_model()
-        elif hasattr(model, "freeze_encoder"):
-            model.freeze_encoder()
-        else:
-            raise ValueError(f"{type(model).__name__} has no encoder to freeze")
-    elif feature_encoder and hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()
-
-
 def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
     """The speech encoder under a classification head (``model.wav2vec2``, ``model.hubert``, Whisper's encoder...)."""
     if is_whisper(model):
@@ -147,36 +119,6 @@ def encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     if not isinstance(layers, torch.nn.ModuleList):
         raise ValueError(f"{type(model).__name__}: no stack of transformer layers found")
     return layers
-
-
-def _norm_after_layers(model: PreTrainedModel) -> bool:
-    """Whether the encoder's ``layer_norm`` follows the layer stack (Whisper, "stable layer norm" wav2vec2)."""
-    return is_whisper(model) or bool(getattr(model.config, "do_stable_layer_norm", False))
-
-
-def freeze_lower_layers(model: PreTrainedModel, n_layers: int) -> None:
-    """Freeze the lowest ``n_layers`` transformer layers and everything beneath them.
-
-    "Beneath" is the front end that feeds layer 0: the CNN feature encoder, the feature projection, the
-    convolutional positional embedding and the input layer norm (wav2vec2 family), or the convolutions
-    and positional embeddings (Whisper). Backpropagation then stops at layer ``n_layers``, which is
-    where the saving comes from. Higher layers, a final layer norm and the head stay trainable.
-    """
-    if n_layers <= 0:
-        return
-    layers = encoder_layers(model)
-    if n_layers > len(layers):
-        raise ValueError(f"freeze_layers={n_layers}, but {type(model).__name__} has only {len(layers)} layers")
-    encoder = encoder_of(model)
-    trainable = {id(p) for layer in layers[n_layers:] for p in layer.parameters()}
-    stack = getattr(encoder, "encoder", encoder)
-    if _norm_after_layers(model) and isinstance(getattr(stack, "layer_norm", None), torch.nn.Module):
-        trainable.update(id(p) for p in stack.layer_norm.parameters())
-    for parameter in encoder.parameters():
-        if id(parameter) not in trainable:
-            parameter.requires_grad_(False)
-    if hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()  # also keeps the CNN in its no-grad mode
 
 
 def is_whisper(model: PreTrainedModel) -> bool:

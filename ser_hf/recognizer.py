@@ -445,7 +445,7 @@ class EmotionRecognizer:
         written as ``README.md``, with the images it carries beside it. ``state_dict`` replaces the model's
         own weights (e.g. gathered from FSDP or DeepSpeed shards).
         """
-        with atomic_directory(save_directory) as staged:
+        with atomic_directory(save_directory) as staged, quiet_transformers():
             self.model.save_pretrained(staged, state_dict=state_dict)
             self.feature_extractor.save_pretrained(staged)
             if self.model_card is not None:

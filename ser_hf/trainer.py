@@ -114,6 +114,8 @@ class SERTrainer(Trainer):
         self.train_collator = train_collator
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and not hasattr(self.model, "parameter_groups"):
+            return super().create_optimizer()
         if self.optimizer is None:
             args = self.args
             top = self.model
@@ -128,9 +130,7 @@ class SERTrainer(Trainer):
         return self.args.data_seed if self.args.data_seed is not None else self.args.seed
 
     def _length_grouped_sampler(self, dataset: Any, batch_size: int, generator: Any = None) -> Any:
-        if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
-            return None
-        if not isinstance(dataset, CachedClips):
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, CachedClips):
             return None
         return LengthGroupedSampler(batch_size, lengths=dataset.lengths, generator=generator)
 
@@ -319,6 +319,8 @@ class EmotionTrainer:
         text = str(self.model_args.finetune_layers).strip().lower()
         keep = None if text in ("0", "") else (-1 if text == "all" else int(text))
         hub = {"cache_dir": self.model_args.cache_dir, "revision": self.model_args.model_revision}
+        if self.model_args.attn_implementation:
+            hub["attn_implementation"] = self.model_args.attn_implementation
         started = time.perf_counter()
         encoded = encode_corpus(
             corpus, self.model_args.model_name_or_path, trim_silence=trim, loudness_db=loudness,
@@ -406,6 +408,8 @@ class EmotionTrainer:
         args.load_best_model_at_end = bool(save and evaluate and args.save_strategy == args.eval_strategy)
         args.push_to_hub = False
         args.label_names = ["labels"]
+        if args.dataloader_pin_memory and not torch.cuda.is_available():
+            args.dataloader_pin_memory = False  # pinning needs an accelerator
         return args
 
     def _phase2(
@@ -590,6 +594,8 @@ class EmotionTrainer:
         args = self.args
         set_seed(args.seed)
         check_launch(args)
+        if args.resume_from_checkpoint:
+            check_checkpoint(args.resume_from_checkpoint)  # refused by name before any work
         if args.push_to_hub and args.should_save:
             create_model_repo(args)
         started = time.perf_counter()
@@ -640,9 +646,11 @@ class EmotionTrainer:
             if args.push_to_hub:
                 hub_commit_url = push_recognizer(recognizer, args)
         self.say(f"saved the model to {output_dir} [{time.perf_counter() - started:.0f} s in all]")
+        clips = {"train": len(fit_rows), "validation": len(valid_rows), "test": len(test_rows)}
         return TrainingOutcome(
-            recognizer, test_metrics, report or {}, encoded.skipped, fitted.phases, output_dir, adapted, hub_commit_url
-        )
+            recognizer, test_metrics, report or {}, encoded.skipped, fitted.phases, output_dir, clips, adapted,
+            hub_commit_url,
+        )  # fmt: skip
 
 
 def top_statistics(top: TopLayers, encoded: EncodedCorpus, rows: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -689,6 +697,8 @@ class TrainingOutcome:
     skipped: list[SkippedClip]
     phases: dict[str, Any]
     output_dir: Path
+    #: Clips per split (train, validation, test).
+    clips: dict[str, int]
     #: Test scores with every test speaker adapted to from their own clips (another protocol; None: not adaptive).
     adapted_report: dict[str, Any] | None = None
     hub_commit_url: str | None = None

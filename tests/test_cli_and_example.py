@@ -70,17 +70,20 @@ def test_accelerate_launch_of_the_example(corpus_dir, tiny_wav2vec2, tmp_path):
         "--output_dir", str(out),
         "--test_actors", "7,8",
         "--eval_actors", "6",
+        "--finetune_layers", "1",
         "--num_train_epochs", "2",
         "--learning_rate", "3e-3",
         "--disable_tqdm", "true",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = json.loads(result.stdout[result.stdout.rindex("{") :])
+    printed = json.loads(result.stdout[result.stdout.index("{") : result.stdout.rindex("}") + 1])
     assert 0.0 <= printed["test_ua"] <= 1.0 and "test_macro_f1" in printed
+    assert f"model saved to {out}" in result.stdout  # the run ends by saying where the model is
+    assert "phase 1, the probe" in result.stderr and "phase 2, the top 1 layer(s)" in result.stderr
     recognizer = EmotionRecognizer.from_pretrained(out)
     assert recognizer.predict(synth_clip(3, 7, 1)).label in RAVDESS_EMOTIONS
-    assert (out / "train_results.json").exists() and (out / "test_results.json").exists()
+    assert (out / "test_results.json").exists() and not (out / "checkpoints").exists()
 
 
 def test_train_subcommand_shares_the_example_flags(tiny_wav2vec2, corpus_dir, tmp_path):
@@ -88,8 +91,10 @@ def test_train_subcommand_shares_the_example_flags(tiny_wav2vec2, corpus_dir, tm
         [sys.executable, "-m", "ser_hf", "train", "--help"], capture_output=True, text=True, env=_env(tmp_path)
     )
     assert result.returncode == 0
-    for flag in ("--model_name_or_path", "--data_dir", "--test_actors", "--eval_actors", "--learning_rate"):
+    for flag in ("--model_name_or_path", "--data_dir", "--test_actors", "--eval_actors", "--learning_rate",
+                 "--finetune_layers", "--head", "--speaker_adaptive", "--data-dir"):  # fmt: skip
         assert flag in result.stdout
+    assert "--strategy" not in result.stdout  # one pipeline, one set of options
 
 
 def test_the_command_line_starts_without_the_heavy_libraries(tmp_path):

@@ -1,7 +1,7 @@
-"""`accelerate launch` with two CPU processes (gloo): data-parallel training of the example, as a subprocess.
+"""`accelerate launch` with two CPU processes (gloo): data-parallel phase 2 of the example, as a subprocess.
 
 A small wrapper (written by the test) runs `examples/finetune.py` unchanged and records, per rank, the
-clips each training batch holds, how many clips each scoring sees, and every model save.
+clips each phase-2 training batch holds, how many clips each scoring sees, and every model save.
 """
 
 import json
@@ -18,19 +18,18 @@ from conftest import synth_clip
 
 from ser_hf import EmotionRecognizer, Prediction, SerHfError
 from ser_hf.evaluation import flat_metrics
-from ser_hf.features import prepare_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, PROCESSES, EPOCHS = 4, 2, 2
 #: What a single-process run writes at the top of --output_dir (tests/test_cli_and_example.py runs one).
 SINGLE_PROCESS_FILES = {
-    "config.json", "model.safetensors", "preprocessor_config.json", "all_results.json", "train_results.json",
-    "test_results.json", "test_report.json", "skipped_audio.json", "README.md",
+    "config.json", "model.safetensors", "preprocessor_config.json", "test_results.json", "test_report.json",
+    "skipped_audio.json", "README.md", "layer_stats.py", "feature_extraction.py", "preparation.py",
 }  # fmt: skip
 
 RECORDER = r"""
 import json, os, runpy, sys
-from ser_hf import evaluation, front_end, recognizer
+from ser_hf import evaluation, recognizer, top_layers
 
 log = open(os.path.join(os.environ["SER_HF_TEST_LOG"], f"rank{os.environ.get('RANK', '0')}.jsonl"), "a")
 
@@ -38,12 +37,12 @@ def record(kind, **data):
     log.write(json.dumps({"kind": kind, **data}) + "\n")
     log.flush()
 
-collate = front_end.FrontEndCollator.__call__  # cached front-end features (the default), else waveforms
+collate = top_layers.CachedCollator.__call__  # phase 2's batches of cached inputs
 def recording_collate(self, rows):
-    if self.random_crop:  # the training collator
-        record("train_batch", clips=[[int(row["length"]), int(row["label"])] for row in rows])
+    if self.training:  # the training collator
+        record("train_batch", clips=[[int(row["positions"]), int(row["labels"]), float(row["lower"].sum())] for row in rows])
     return collate(self, rows)
-front_end.FrontEndCollator.__call__ = recording_collate
+top_layers.CachedCollator.__call__ = recording_collate
 
 score = evaluation.score
 def recording_score(predictions, references, label_names):
@@ -84,8 +83,9 @@ def _launch(tmp_path: Path, model: str, data: Path, out: Path, *extra: str) -> s
         str(recorder), str(ROOT / "examples" / "finetune.py"),
         "--model_name_or_path", model, "--data_dir", str(data), "--output_dir", str(out),
         "--test_actors", "7,8", "--eval_actors", "6",  # 80 training, 16 validation and 32 test clips
+        "--finetune_layers", "1", "--refit", "false",
         "--num_train_epochs", str(EPOCHS), "--per_device_train_batch_size", str(BATCH),
-        "--per_device_eval_batch_size", "5",  # 16 and 32 do not split evenly over 2 x 5: padding must be dropped
+        "--per_device_eval_batch_size", "5",  # 16 does not split evenly over 2 x 5: padding must be dropped
         "--learning_rate", "3e-3", "--disable_tqdm", "true", "--save_total_limit", "1",
         *extra,
     ]  # fmt: skip
@@ -103,11 +103,19 @@ def test_two_cpu_processes_train_data_parallel(corpus_dir, corpus, tiny_wav2vec2
     assert result.returncode == 0, result.stderr[-4000:]
 
     # Each clip once per epoch: the two ranks' batches of an epoch partition the training split.
-    decoded, _ = prepare_audio(corpus, 16_000, cache_dir=tmp_path / "decoded")
-    train = decoded.filter(lambda actor: actor not in (6, 7, 8), input_columns="actor")
-    expected = Counter(zip(train["length"], train["label"]))
-    steps_per_epoch = len(train) // (PROCESSES * BATCH)
-    assert len(train) == 80 and steps_per_epoch == 10
+    from ser_hf.arguments import arguments
+    from ser_hf.trainer import EmotionTrainer
+
+    local = EmotionTrainer(*arguments(model_name_or_path=model_path(tiny_wav2vec2), output_dir=str(tmp_path / "x"),
+                                      finetune_layers="1", test_speakers="7,8", eval_speakers="6"), corpus=corpus)  # fmt: skip
+    encoded = local.prepare()
+    fit, _, _, _, _ = local.split_rows(encoded)
+    lower = encoded.statistics[:, : encoded.keep_layer]
+    expected = Counter(
+        (int(encoded.positions[r]), int(encoded.labels[r]), round(float(lower[r].sum()), 2)) for r in fit
+    )
+    steps_per_epoch = len(fit) // (PROCESSES * BATCH)
+    assert len(fit) == 80 and steps_per_epoch == 10
     batches = {rank: _records(tmp_path, rank, "train_batch") for rank in range(PROCESSES)}
     assert [len(batches[rank]) for rank in range(PROCESSES)] == [EPOCHS * steps_per_epoch] * PROCESSES
     for epoch in range(EPOCHS):
@@ -115,15 +123,17 @@ def test_two_cpu_processes_train_data_parallel(corpus_dir, corpus, tiny_wav2vec2
         for rank in range(PROCESSES):
             for batch in batches[rank][epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]:
                 assert len(batch["clips"]) == BATCH
-                seen.update(map(tuple, batch["clips"]))
+                seen.update((n, label, round(total, 2)) for n, label, total in batch["clips"])
         assert seen == expected, f"epoch {epoch + 1}: clips seen twice or never"
 
-    # Metrics are gathered across processes: every rank scores the whole validation and test splits.
+    # Validation metrics are gathered across processes: every rank scores the whole validation split, each epoch
+    # (epoch 0 is the probe), then the whole test split.
     for rank in range(PROCESSES):
         scored = [record["clips"] for record in _records(tmp_path, rank, "score")]
-        assert scored == [16] * EPOCHS + [32, 32], scored  # validation each epoch; test metrics, test report
+        assert scored == [16] * (EPOCHS + 1) + [32, 32], scored  # test: per clip, then adapted to each speaker
     report = json.loads((out / "test_report.json").read_text())
     assert sum(map(sum, report["confusion_matrix"])) == 32
+    assert len(report["phases"]["phase2"]["validation_ua_by_epoch"]) == EPOCHS + 1
 
     # Only the main process writes the model (once, completely) and the reports.
     assert [len(_records(tmp_path, rank, "save_pretrained")) for rank in range(PROCESSES)] == [1, 0]
@@ -131,22 +141,26 @@ def test_two_cpu_processes_train_data_parallel(corpus_dir, corpus, tiny_wav2vec2
     skipped = json.loads((out / "skipped_audio.json").read_text())
     assert (skipped["clips"], skipped["skipped"]) == (128, 0)
 
-    # The same results, in the same shape, as a single-process run: every metric of the test report, and
-    # the Trainer's own, printed once; the same files in the output folder.
-    printed = json.loads(result.stdout[result.stdout.rindex("{") :])
-    trainer_keys = {"test_loss", "test_runtime", "test_samples_per_second", "test_steps_per_second"}
-    assert set(printed) == {f"test_{key}" for key in flat_metrics(report)} | trainer_keys
+    # The results printed once, the files a single-process run writes, the checkpoints removed.
+    printed = json.loads(result.stdout[result.stdout.index("{") : result.stdout.rindex("}") + 1])
+    assert set(printed) == {f"test_{key}" for key in flat_metrics(report)} | {"test_adapted_ua"}
     assert result.stdout.count('"test_ua"') == 1
     written = {p.name for p in out.iterdir() if p.is_file()}
     assert written - {"confusion_matrix.png"} == SINGLE_PROCESS_FILES  # the card's figure needs matplotlib
+    assert not (out / "checkpoints").exists()
     assert isinstance(EmotionRecognizer.from_pretrained(out).predict(synth_clip(4, 7, 1)), Prediction)
+
+
+def model_path(path: str) -> str:
+    return path
 
 
 def test_a_cpu_launch_without_use_cpu_is_refused(tmp_path, monkeypatch):
     """Without --use_cpu each CPU process would train alone on everything and write the same folder."""
     if torch.cuda.is_available():
         pytest.skip("with GPUs the launch is data-parallel without --use_cpu")
-    from ser_hf.training import SERTrainingArguments, check_launch
+    from ser_hf.arguments import SERTrainingArguments
+    from ser_hf.trainer import check_launch
 
     # torchrun also sets RANK, LOCAL_RANK and MASTER_ADDR; without a peer process this sets the count alone.
     monkeypatch.setenv("WORLD_SIZE", "2")

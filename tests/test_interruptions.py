@@ -53,7 +53,7 @@ def _kill(process: subprocess.Popen) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- training killed mid-epoch
-TRAIN_STEPS = 20  # 80 training clips, batch 4, 1 epoch
+TRAIN_STEPS = 20  # phase 2 on 80 training clips, batch 4, 1 epoch
 
 
 def _finetune_command(model: str, data: Path, out: Path, *extra: str) -> list[str]:
@@ -61,22 +61,25 @@ def _finetune_command(model: str, data: Path, out: Path, *extra: str) -> list[st
         sys.executable, str(ROOT / "examples" / "finetune.py"),
         "--model_name_or_path", model, "--data_dir", str(data), "--output_dir", str(out),
         "--test_actors", "7,8", "--eval_actors", "6",  # 5 training actors x 16 clips = 80 clips
-        "--num_train_epochs", "1", "--per_device_train_batch_size", "4",  # 20 steps
-        "--save_strategy", "steps", "--save_steps", "3", "--save_total_limit", "2",
-        "--eval_strategy", "no", "--load_best_model_at_end", "false",
+        "--finetune_layers", "1", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",  # 20 steps
+        "--save_strategy", "steps", "--save_steps", "3", "--save_total_limit", "2", "--keep_checkpoints", "true",
+        "--eval_strategy", "no",
         "--logging_steps", "1", "--learning_rate", "3e-3", "--disable_tqdm", "true", "--seed", "0",
         *extra,
     ]  # fmt: skip
 
 
 def _complete_checkpoints(out: Path) -> list[Path]:
-    found = [Path(p).parent for p in glob.glob(str(out / "checkpoint-*" / "trainer_state.json"))]
+    found = [
+        Path(p).parent
+        for p in glob.glob(str(out / "checkpoints" / "selection" / "checkpoint-*" / "trainer_state.json"))
+    ]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def _steps_run(stdout: str) -> int:
-    """Optimisation steps a run performed: with logging_steps=1 the Trainer prints one loss line each."""
-    return sum(line.startswith("{'loss'") for line in stdout.splitlines())
+def _steps_run(log: str) -> int:
+    """Optimisation steps a run performed: with logging_steps=1 the Trainer prints one loss line each (stderr)."""
+    return sum(line.startswith("{'loss'") for line in log.splitlines())
 
 
 def test_finetune_killed_mid_epoch_resumes_from_the_last_checkpoint(corpus_dir, tiny_wav2vec2, tmp_path):
@@ -94,20 +97,20 @@ def test_finetune_killed_mid_epoch_resumes_from_the_last_checkpoint(corpus_dir, 
     state = json.loads((resume_at / "trainer_state.json").read_text())
     assert 0 < state["epoch"] < 1 and state["global_step"] < TRAIN_STEPS
     # A kill during a checkpoint save leaves a folder with partial weights and no trainer state.
-    broken = out / f"checkpoint-{state['global_step'] + 1}"
+    broken = resume_at.parent / f"checkpoint-{state['global_step'] + 1}"
     broken.mkdir()
     (broken / "model.safetensors").write_bytes((resume_at / "model.safetensors").read_bytes()[:1000])
 
     # 2. Rerun as it was: resumes automatically from the last complete checkpoint; killed again later.
     second = run()
     _wait_for(second, lambda: int(_complete_checkpoints(out)[-1].name.split("-")[1]) > state["global_step"])
-    second_out, second_err = _kill(second)
+    _, second_err = _kill(second)
     assert f"Skipping {broken}: not a complete checkpoint" in second_err
     assert f"Resuming from {resume_at}" in second_err
     again_at = _complete_checkpoints(out)[-1]
     again_step = json.loads((again_at / "trainer_state.json").read_text())["global_step"]
     assert again_step > state["global_step"]
-    assert _steps_run(second_out) >= again_step - state["global_step"]  # it went on from there, not from 0
+    assert _steps_run(second_err) >= again_step - state["global_step"]  # it went on from there, not from 0
 
     # 3. Resumed explicitly with --resume_from_checkpoint: runs exactly the remaining steps.
     third = subprocess.run(
@@ -115,7 +118,7 @@ def test_finetune_killed_mid_epoch_resumes_from_the_last_checkpoint(corpus_dir, 
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert third.returncode == 0, third.stderr[-3000:]
-    assert _steps_run(third.stdout) == TRAIN_STEPS - again_step
+    assert _steps_run(third.stderr) == TRAIN_STEPS - again_step
     final = json.loads((_complete_checkpoints(out)[-1] / "trainer_state.json").read_text())
     assert final["global_step"] == TRAIN_STEPS
     losses = [entry["step"] for entry in final["log_history"] if "loss" in entry]
@@ -127,9 +130,9 @@ def test_finetune_killed_mid_epoch_resumes_from_the_last_checkpoint(corpus_dir, 
 
 
 def test_an_incomplete_checkpoint_is_refused_by_name(corpus_dir, tiny_wav2vec2, tmp_path):
-    from ser_hf.training import finetune
+    from ser_hf.trainer import finetune
 
-    broken = tmp_path / "out" / "checkpoint-3"
+    broken = tmp_path / "out" / "checkpoints" / "selection" / "checkpoint-3"
     broken.mkdir(parents=True)
     with pytest.raises(SerHfError, match="checkpoint-3: not a complete checkpoint"):
         finetune(tiny_wav2vec2, str(corpus_dir), output_dir=str(tmp_path / "out"), resume_from_checkpoint=str(broken))

@@ -1,4 +1,4 @@
-"""The layer-statistics model (ser_hf.layer_stats) and its head (ser_hf.frozen.fit_stats_head): exact pooling
+"""The layer-statistics model (ser_hf.layer_stats) and its head (ser_hf.heads.fit_stats_head): exact pooling
 over the real frames, loading with plain transformers (remote code), training the head, ONNX export."""
 
 import json
@@ -11,7 +11,7 @@ import torch
 from conftest import RATE
 
 from ser_hf import EmotionRecognizer
-from ser_hf.frozen import StatsHeadConfig, fit_stats_head, predict_head, select_stats_head, use_real_frames
+from ser_hf.heads import ProbeData, StatsHeadConfig, fit_stats_head, predict_head, select_stats_head
 from ser_hf.layer_stats import LayerStatsForAudioClassification, masked_mean_std
 from ser_hf.model_card import describe_model
 from ser_hf.modeling import load_backbone, shorten_whisper_window
@@ -31,9 +31,9 @@ def test_masked_mean_std_counts_only_the_real_positions():
 
 
 def _whisper_stats_model(tiny_whisper, seconds=1):
-    backbone, extractor = load_backbone(tiny_whisper, LABELS, new_head=True)
+    backbone, extractor = load_backbone(tiny_whisper, LABELS)
     shorten_whisper_window(backbone, extractor, seconds)
-    use_real_frames(extractor)
+    extractor.return_attention_mask = True  # the real frames, for the statistics
     model = LayerStatsForAudioClassification.from_encoder(
         backbone.encoder,
         backbone.config,
@@ -126,7 +126,9 @@ def test_stats_head_fits_deterministically_and_the_validation_picks_its_strength
     assert (predict_head(head, x[valid]).argmax(-1) == y[valid]).mean() > 0.8
     weak = fit_stats_head(x[fit], y[fit], 4, 10.0)  # heavy L2: smaller weights
     assert weak.classifier.weight.norm() < head.classifier.weight.norm()
-    chosen = select_stats_head(x, y, fit, valid, 4, StatsHeadConfig(l2_grid=(1e-3, 10.0), max_iter=100))
+    data = ProbeData(x, y, np.repeat(np.arange(30), 10).astype(str), 4)
+    config = StatsHeadConfig(l2_grid=(1e-3, 10.0), max_iter=100, speaker_adaptive=False)
+    chosen = select_stats_head(data, fit, valid, config)
     assert len(chosen.history) == 2 and chosen.chosen["l2"] in (1e-3, 10.0)
     assert chosen.chosen["l2"] == (1e-3, 10.0)[int(np.argmax(chosen.history))]
 

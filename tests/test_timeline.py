@@ -3,10 +3,10 @@
 import json
 
 import numpy as np
-import torch
 import pytest
 import soundfile as sf
 import soxr
+import torch
 from conftest import RATE, synth_clip
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,6 +152,7 @@ def test_the_feature_extractor_prepares_clips_as_training_did(recognizer):
         probabilities = torch.softmax(recognizer.model(**raw).logits, -1)[0].numpy()
     scores = recognizer.predict(padded).scores
     assert [scores[label] for label in recognizer.labels] == pytest.approx(probabilities.tolist(), abs=1e-6)
+
 
 def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording, tmp_path):
     """8.5 s with 3 s windows every 1 s: the last grid window ends at 8 s, so flush adds 5.5-8.5 s."""
