@@ -1,74 +1,89 @@
-"""Fine-tune on real RAVDESS (speaker-independent) and print UA, WA, macro-F1, wall time and clips/s.
+"""The main job as a new user runs it: ``make finetune`` from a cold cache, timed, with its output checked.
 
-    python bench/finetune_ravdess.py --data_dir ../shared/data/ravdess-16k \
-        --model ../shared/models/whisper-tiny.en --output_dir runs/bench-finetune [any TrainingArguments flag]
+    python bench/finetune_ravdess.py --data_dir ../shared/data/ravdess-16k --model ../shared/models/whisper-tiny.en
 
-Tests on actors 21-24, picks the best epoch on actors 19-20, trains on actors 1-18. Exits 0 with a
-message when the data or model folder is absent.
+Runs ``make finetune`` (``accelerate launch examples/finetune.py`` with the README's arguments: Whisper tiny.en,
+RAVDESS, test actors 21-24, validation actors 19-20) with empty caches and a fresh output folder, and prints
+its wall time, its test scores, how often it reported progress, and what it printed last. ``--args`` passes
+extra flags (e.g. ``--args "--finetune_layers 1"``). On a GPU it also reports phase 2's throughput.
+
+Exits 0 with a message when the data or model folder is absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
+from common import environment, missing, table, target
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS_TARGET, UA_TARGET = 300.0, 80.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default="../shared/data/ravdess-16k")
     parser.add_argument("--model", default="../shared/models/whisper-tiny.en")
-    parser.add_argument("--output_dir", default="runs/bench-finetune")
-    args, training_flags = parser.parse_known_args()
-    for path in (args.data_dir, args.model):
-        if not Path(path).exists():
-            print(f"skipped: {path} not found (real data and weights live in ../shared)")
-            return 0
-
-    from ser_hf.training import parse_args, run_training
-
-    defaults = ["--num_train_epochs", "6", "--learning_rate", "1e-4", "--per_device_train_batch_size", "8"]
-    model_args, data_args, training_args = parse_args(
-        ["--model_name_or_path", args.model, "--data_dir", args.data_dir, "--output_dir", args.output_dir]
-        + ["--disable_tqdm", "true", "--resume", "false"]
-        + defaults
-        + training_flags
-    )
-    start = time.perf_counter()
-    outcome = run_training(model_args, data_args, training_args)
-    wall = time.perf_counter() - start
-    history = outcome.trainer.state.log_history
-    train_stats = next(h for h in reversed(history) if "train_runtime" in h)
-    metrics = outcome.test_metrics
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    summary = {
-        "model": args.model,
-        "device": device,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "train_clips": len(outcome.trainer.train_dataset),
-        "epochs": training_args.num_train_epochs,
-        "best_validation_ua": outcome.trainer.state.best_metric,
-        "test_ua": round(100 * metrics["test_ua"], 1),
-        "test_wa": round(100 * metrics["test_wa"], 1),
-        "test_macro_f1": round(100 * metrics["test_macro_f1"], 1),
-        "wall_time_s": round(wall, 1),
-        "train_runtime_s": round(train_stats["train_runtime"], 1),
-        "train_samples_per_s": round(train_stats["train_samples_per_second"], 2),
-        "bf16": training_args.bf16,
-        "dataloader_num_workers": training_args.dataloader_num_workers,
-    }
-    if torch.cuda.is_available():
-        summary["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    print("\n| figure | value |\n| --- | --- |")
-    for key, value in summary.items():
-        print(f"| {key} | {value} |")
-    Path(args.output_dir, "bench_summary.json").write_text(json.dumps(summary, indent=2))
+    parser.add_argument("--args", default="", help="Extra flags for examples/finetune.py.")
+    args = parser.parse_args()
+    if message := missing(args.data_dir, args.model):
+        print(message)
+        return 0
+    print(environment())
+    with tempfile.TemporaryDirectory(prefix="ser-hf-finetune-") as scratch:
+        out = Path(scratch) / "out"
+        env = dict(os.environ, HF_DATASETS_CACHE=str(Path(scratch) / "datasets"), HF_HUB_OFFLINE="1")
+        command = [
+            "make", "--no-print-directory", "finetune", f"DATA={Path(args.data_dir).resolve()}",
+            f"MODEL={Path(args.model).resolve()}", f"OUT={out}", f"ARGS={args.args}",
+        ]  # fmt: skip
+        print("running:", " ".join(command))
+        start = time.perf_counter()
+        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if run.returncode != 0:
+            print(run.stderr[-4000:])
+            print(f"make finetune failed (exit {run.returncode})")
+            return 1
+        results = json.loads((out / "test_results.json").read_text())
+        report = json.loads((out / "test_report.json").read_text())
+        progress = [
+            line for line in run.stderr.splitlines() if line.startswith(("prepared", "phase", "saved", "refit"))
+        ]
+        bars = run.stderr.count("examples/s]") + run.stderr.count("it/s]")
+    last = [line for line in run.stdout.strip().splitlines() if line.strip()][-1]
+    ua = 100 * results["test_ua"]
+    print("\nprogress lines:\n  " + "\n  ".join(progress))
+    print(f"\nlast line printed: {last}")
+    rows = [
+        ("test UA % (actors 21-24)", f"{ua:.1f}"),
+        ("test WA %", f"{100 * results['test_wa']:.1f}"),
+        ("test macro-F1 %", f"{100 * results['test_macro_f1']:.1f}"),
+        (
+            "adapted to each test actor, UA % (another protocol)",
+            f"{100 * results.get('test_adapted_ua', float('nan')):.1f}",
+        ),
+        ("wall time (cold cache, install done)", f"{seconds:.0f} s"),
+        ("phases", ", ".join(report["phases"])),
+    ]
+    phase2 = report["phases"].get("phase2")
+    if phase2:
+        rows.append(
+            ("phase 2 validation UA by epoch", " ".join(f"{100 * v:.1f}" for v in phase2["validation_ua_by_epoch"]))
+        )
+    print("\n" + table(["make finetune", "value"], rows))
+    print("\ntargets:")
+    print(target(f"ends in <= {SECONDS_TARGET:.0f} s", seconds <= SECONDS_TARGET))
+    print(target(f"test UA >= {UA_TARGET}", ua >= UA_TARGET))
+    print(target("shows progress throughout", bool(progress) and bars > 0))
+    print(target("ends by printing where the model is", "model saved to" in last))
     return 0
 
 

@@ -1,13 +1,12 @@
-"""How many unlabelled clips of a speaker does speaker adaptation need? RAVDESS, 6 folds by actor.
+"""How much speech of a speaker does adaptation need, and how much should the training voices count?
 
     python bench/speaker_adaptation.py --data_dir ../shared/data/ravdess-16k --model ../shared/models/whisper-tiny.en
 
-Trains the frozen statistics head per fold twice on the same cached features (validation actors = the next
-fold's, as in ``bench/cv_ravdess.py``): the per-clip head (``FrozenStrategy()``), and the speaker-adaptive one
-(``FrozenStrategy(speaker_adaptive=True)``: training actors centred on their own mean). The adaptive head is
-then scored with each test actor centred on the mean of N of their clips, drawn at random (any emotion;
-``--seeds`` draws, averaged), as `EmotionRecognizer.adapt_to_speaker` would, and without adaptation (the
-training actors' average). Scores cover all of the test actors' clips, the enrolment clips included.
+RAVDESS, 6 folds by actor (validation actors = the next fold's), the default model per fold. Each test actor is
+adapted to from N of their clips drawn at random (any emotion; ``--seeds`` draws, averaged), the training voices
+counting as ``prior_clips`` clips of evidence (`ser_hf.adaptation.SpeakerProfile`), then all of the actor's clips
+are scored (the enrolment clips included). This is what `EmotionRecognizer.adapt_to_speaker` does, and what a
+stream does as it hears a speaker. Without adaptation the model scores the per-clip UA (first row).
 
 Exits 0 with a message when the data or model folder is absent.
 """
@@ -16,73 +15,80 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
+import tempfile
 
 import numpy as np
+from common import environment, missing, table
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default="../shared/data/ravdess-16k")
     parser.add_argument("--model", default="../shared/models/whisper-tiny.en")
-    parser.add_argument("--cache_dir", default="runs/bench-cv/feature-cache", help="Feature cache (shared with cv).")
-    parser.add_argument("--clips", default="3,5,10,20", help="Enrolment sizes (clips per test actor).")
+    parser.add_argument("--clips", default="1,3,5,10,20,60", help="Enrolment sizes (clips per test actor).")
+    parser.add_argument("--priors", default="0,1,2,5", help="prior_clips values to compare.")
     parser.add_argument("--seeds", type=int, default=3, help="Random enrolment draws per size.")
     args = parser.parse_args()
-    for path in (args.data_dir, args.model):
-        if not Path(path).exists():
-            print(f"skipped: {path} not found (real data and weights live in ../shared)")
-            return 0
+    if message := missing(args.data_dir, args.model):
+        print(message)
+        return 0
 
     from ser_hf import load_ravdess
+    from ser_hf.arguments import arguments
     from ser_hf.crossval import fold_rows, make_folds
     from ser_hf.evaluation import unweighted_average_recall
-    from ser_hf.frozen import FrozenStrategy, predict_head
+    from ser_hf.heads import predict_head
+    from ser_hf.trainer import EmotionTrainer
 
+    print(environment())
+    sizes = [int(n) for n in args.clips.split(",")]
+    priors = [float(p) for p in args.priors.split(",")]
     corpus = load_ravdess(args.data_dir)
-    start = time.perf_counter()
-    plain = FrozenStrategy(args.model, cache_dir=args.cache_dir)
-    adaptive = FrozenStrategy(args.model, cache_dir=args.cache_dir, speaker_adaptive=True)
-    per_clip, centred = plain.prepare(corpus), adaptive.prepare(corpus)
-    print(f"features: {time.perf_counter() - start:.0f} s ({len(corpus)} clips)", file=sys.stderr)
-    speakers, labels, n = centred.speakers, centred.labels, len(centred.label_names)
-    raw = per_clip.features  # the same cached statistics, uncentred
-    sizes = [int(k) for k in args.clips.split(",")]
-    ua: dict[str, list[float]] = {}
-
-    def record(name: str, logits: np.ndarray, rows: np.ndarray) -> None:
-        ua.setdefault(name, []).append(100 * float(unweighted_average_recall(logits.argmax(-1), labels[rows], n)))
-
-    rows_speakers = centred.dataset["speaker"]
-    for fold in make_folds(rows_speakers, 6):
-        fit, valid, test = fold_rows(rows_speakers, fold)
-        per_clip_head = plain.fit(per_clip, fit, valid).head
-        record("per-clip head (no adaptation)", predict_head(per_clip_head, per_clip.features[test]), test)
-        head = adaptive.fit(centred, fit, valid).head
-        reference = head.speaker_reference.numpy().reshape(raw.shape[1:])
-        record("adaptive head, not adapted (training actors' average)", predict_head(head, raw[test] - reference), test)
-        record("adaptive head, adapted on all 60 clips of the actor", predict_head(head, centred.features[test]), test)
-        for size in sizes:
-            scores = []
-            for seed in range(args.seeds):
-                rng = np.random.default_rng(seed)
-                x = raw[test].copy()
-                for key in dict.fromkeys(speakers[test]):
-                    own = np.flatnonzero(speakers[test] == key)
-                    x[own] -= raw[test][rng.choice(own, size, replace=False)].mean(axis=0)
-                logits = predict_head(head, x)
-                scores.append(float(unweighted_average_recall(logits.argmax(-1), labels[test], n)))
-            name = f"adaptive head, adapted on {size} random clips of the actor"
-            ua.setdefault(name, []).append(100 * float(np.mean(scores)))
-        print(f"fold {fold.index}: " + "  ".join(f"{v[-1]:.1f}" for v in ua.values()), file=sys.stderr, flush=True)
-
-    print(f"\nRAVDESS, 6 folds by actor, {args.model}; UA % mean ± std over folds ({args.seeds} draws per size)\n")
-    print("| head | UA % | per fold |\n| --- | --- | --- |")
-    for name, values in ua.items():
-        folds = " ".join(f"{v:.1f}" for v in values)
-        print(f"| {name} | {np.mean(values):.1f} ± {np.std(values):.1f} | {folds} |")
-    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="ser-hf-adapt-") as cache:
+        trainer = EmotionTrainer(
+            *arguments(model_name_or_path=args.model, output_dir=f"{cache}/out", decode_cache_dir=cache,
+                       features_cache_dir=cache),
+            corpus=corpus,
+        )  # fmt: skip
+        encoded = trainer.prepare()
+        n_labels = len(encoded.label_names)
+        per_clip = []
+        scores = {(n, p): [] for n in sizes for p in priors}
+        for fold in make_folds(encoded.speakers, 6):
+            fit, valid, test = fold_rows(encoded.speakers, fold)
+            fitted = trainer.fit(encoded, fit, valid)
+            head, normalizer = fitted.head, fitted.speakers
+            x, y = encoded.statistics[test], encoded.labels[test]
+            per_clip.append(unweighted_average_recall(predict_head(head, x).argmax(-1), y, n_labels))
+            speakers = encoded.speakers[test]
+            for n in sizes:
+                for prior in priors:
+                    draws = []
+                    for seed in range(args.seeds):
+                        rng = np.random.default_rng(seed)
+                        mapped = np.empty_like(x)
+                        for speaker in set(speakers.tolist()):
+                            rows = np.flatnonzero(speakers == speaker)
+                            chosen = rng.choice(rows, size=min(n, len(rows)), replace=False)
+                            normalizer.prior_clips = prior
+                            mapped[rows] = normalizer.apply(x[rows], *normalizer.estimate(x[chosen]))
+                        draws.append(unweighted_average_recall(predict_head(head, mapped).argmax(-1), y, n_labels))
+                    scores[(n, prior)].append(float(np.mean(draws)))
+    print("\nUA % over the 6 folds (mean ± std), each test actor adapted to from N random clips of theirs\n")
+    rows = [
+        (
+            "not adapted (each clip as heard)",
+            *([f"{100 * np.mean(per_clip):.1f} ± {100 * np.std(per_clip):.1f}"] * len(priors)),
+        )
+    ]
+    for n in sizes:
+        rows.append(
+            (
+                f"{n} clip(s)",
+                *(f"{100 * np.mean(scores[(n, p)]):.1f} ± {100 * np.std(scores[(n, p)]):.1f}" for p in priors),
+            )
+        )
+    print(table(["enrolment", *(f"prior_clips={p:g}" for p in priors)], rows))
     return 0
 
 

@@ -135,6 +135,17 @@ class DataArguments:
         "off; --head weighted: off unless given). Helps on recordings made at other levels at no cost "
         "in-corpus (bench/cross_corpus.py).",
     )
+    speaker_pattern: str | None = _arg(
+        None,
+        "Label folders: a regular expression whose first group finds each clip's speaker in its path relative to "
+        r"the corpus folder, e.g. '^[^/]+/([^/]+)/' for <label>/<speaker>/<clip>.",
+    )
+    augment: int = _arg(
+        0,
+        "Add this many augmented copies of every training clip (speed 0.9-1.1x, noise, rooms: ser_hf.augment). "
+        "Off by default: each copy costs another encoding of the corpus, which the time budget of the default "
+        "run does not leave room for (bench/cross_corpus.py measures the gain).",
+    )
     include_song: bool = _arg(False, "Add RAVDESS's song clips.")
     on_invalid: str = _arg(
         "raise", "Files off the corpus' naming scheme: 'raise' or 'skip'.", choices=["raise", "skip"]

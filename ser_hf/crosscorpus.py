@@ -120,8 +120,8 @@ def leave_one_corpus_out(
     if held_out not in names:
         raise LabelMapError(f"--test_corpus {data_args.test_corpus!r} is not among the corpora loaded ({names})")
     encoded = trainer.prepare(corpus)
-    test = np.flatnonzero(encoded.corpora == held_out)
-    training = np.flatnonzero(encoded.corpora != held_out)
+    test = np.flatnonzero((encoded.corpora == held_out) & encoded.is_original)
+    training = np.flatnonzero((encoded.corpora != held_out) & encoded.is_original)
     from .splits import default_heldout_speakers, parse_speakers
 
     if str(data_args.eval_speakers).strip().lower() == "auto":

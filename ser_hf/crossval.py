@@ -4,7 +4,7 @@ Every fold tests on speakers the model never heard. Each fold's model selection 
 hyper-parameters) uses validation speakers drawn from that fold's *training* speakers, never the
 test fold. RAVDESS gets the usual 6 folds of 4 actors (fold k tests actors 4k-3 … 4k).
 
-    result = cross_validate(corpus, "openai/whisper-tiny.en", strategy="frozen", n_folds=6)
+    result = cross_validate(corpus, "openai/whisper-tiny.en", n_folds=6)          # any training option too
     print(result.to_markdown()); result.save("cv-report")   # JSON, Markdown, confusion matrix (CSV, PNG)
 """
 
@@ -43,7 +43,7 @@ class Fold:
 
 @dataclass
 class FoldResult:
-    """Scores of one fold (`ser_hf.evaluation.score` output) and what the strategy chose on validation."""
+    """Scores of one fold (`ser_hf.evaluation.score` output) and what its training chose on validation."""
 
     fold: Fold
     scores: dict[str, Any]
@@ -107,6 +107,7 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 class CrossValidationResult:
     """Per-fold scores, their mean ± std, per-class recall and the summed confusion matrix."""
 
+    #: What was trained per fold, e.g. ``"stats head, probe"``.
     strategy: str
     model: str
     label_names: list[str]
@@ -327,7 +328,7 @@ def cross_validate(
     results, adapted_results = [], []
     for fold in plan:
         t0 = time.perf_counter()
-        fit, valid, test = fold_rows(encoded.speakers, fold)
+        fit, valid, test = (rows[encoded.is_original[rows]] for rows in fold_rows(encoded.speakers, fold))
         fitted = trainer.fit(encoded, fit, valid)
         references = encoded.labels[test]
         scores = score(trainer.logits(fitted, encoded, test).argmax(-1), references, encoded.label_names)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 from torch import nn
 
+from .augment import AUGMENT_VERSION
 from .features import (
     AudioCollator,
     DecodeSettings,
@@ -202,15 +202,76 @@ class EncodedCorpus:
     feature_extractor: Any
     skipped: list[SkippedClip] = field(default_factory=list)
     keep_layer: int | None = None
+    #: For each row, the row it is an augmented copy of (``-1`` for the corpus' own clips).
+    augment_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def is_original(self) -> np.ndarray:
+        """Which rows are the corpus' own clips (not augmented copies)."""
+        return np.ones(len(self), dtype=bool) if self.augment_of is None else self.augment_of < 0
+
+    def with_copies(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` and the augmented copies of them (training rows: copies train, they never evaluate)."""
+        if self.augment_of is None:
+            return np.asarray(rows)
+        copies = np.flatnonzero(np.isin(self.augment_of, rows))
+        return np.concatenate([np.asarray(rows), copies])
 
     def hidden_states(self) -> Dataset:
         """The cached ``hidden_state`` column (numpy-formatted; indexable by row lists)."""
         if "hidden_state" not in self.dataset.column_names:
             raise ValueError("this corpus was encoded without keeping a layer's input (keep_layer)")
         return self.dataset.with_format("numpy", columns=["hidden_state"])
+
+
+def _augment_batch(
+    batch: dict[str, list[Any]], indices: list[int], rate: int, copy: int, loudness_db: float | None
+) -> dict[str, list[Any]]:
+    from .augment import augment_clip
+    from .preparation import normalize_loudness
+
+    waveforms = []
+    for index, waveform in zip(indices, batch["waveform"]):
+        samples = augment_clip(np.asarray(waveform, dtype=np.float32), rate, np.random.default_rng((copy, index)))
+        waveforms.append(normalize_loudness(samples, loudness_db) if loudness_db is not None else samples)
+    return {"waveform": waveforms, "length": [w.size for w in waveforms], "augment_of": list(indices)}
+
+
+def add_augmented_copies(
+    decoded: Dataset,
+    copies: int,
+    rate: int,
+    loudness_db: float | None,
+    audio_key: str,
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """``decoded`` followed by ``copies`` augmented copies of every row (cached), with an ``augment_of`` column
+    (the original row of each copy; ``-1`` for the originals)."""
+    from .augment import AUGMENT_VERSION
+
+    others = [c for c in decoded.column_names if c not in ("waveform", "length")]
+    features = datasets.Features(
+        {
+            "waveform": datasets.Sequence(datasets.Value("float32")),
+            "length": datasets.Value("int64"),
+            "augment_of": datasets.Value("int64"),
+        }
+    )
+    parts = [decoded.add_column("augment_of", [-1] * len(decoded))]
+    for copy in range(1, copies + 1):
+        key = Hasher.hash((AUGMENT_VERSION, audio_key, copy, loudness_db))
+        cache_file = cache_folder(cache_dir) / f"augmented-{key}.arrow"
+        waves = decoded.select_columns(["waveform"]).map(
+            _augment_batch, batched=True, batch_size=16, with_indices=True, remove_columns=["waveform"],
+            fn_kwargs={"rate": rate, "copy": copy, "loudness_db": loudness_db}, features=features,
+            cache_file_name=str(cache_file), new_fingerprint=cache_file.stem,
+            desc=f"Augmenting (copy {copy} of {copies})",
+        )  # fmt: skip
+        parts.append(datasets.concatenate_datasets([decoded.select_columns(others), waves], axis=1))
+    return datasets.concatenate_datasets(parts)
 
 
 def _column(dataset: Dataset, name: str) -> np.ndarray:
@@ -225,6 +286,7 @@ def encode_corpus(
     loudness_db: float | None = None,
     window_seconds: int | None = None,
     keep_layer_from_top: int | None = None,
+    augment: int = 0,
     proj_size: int = 256,
     batch_size: int = 16,
     max_clip_seconds: float | None = None,
@@ -241,6 +303,7 @@ def encode_corpus(
 
     A Whisper window fits the corpus' longest prepared clip unless ``window_seconds`` is given.
     ``keep_layer_from_top=n`` also keeps the input of the top ``n`` encoder layers (``-1``: all of them).
+    ``augment=n`` adds ``n`` augmented copies of every clip (`ser_hf.augment`; rows marked by ``augment_of``).
     ``main_process_first`` (e.g. ``TrainingArguments.main_process_first``) lets the main process of a
     multi-process run decode and encode first; the others then read its caches.
     """
@@ -263,6 +326,10 @@ def encode_corpus(
         )  # fmt: skip
     settings = DecodeSettings(rate, max_seconds, trim_silence, loudness_db=loudness_db)
     audio_key = decoded_audio_key(corpus, settings, skipped, decode_cache_dir)
+    if augment:
+        with first("augmenting audio"):
+            decoded = add_augmented_copies(decoded, augment, rate, loudness_db, audio_key, decode_cache_dir)
+        audio_key = Hasher.hash((audio_key, "augmented", augment, AUGMENT_VERSION))
     if is_whisper(model):
         seconds = window_seconds or whisper_window_seconds(max(_column(decoded, "length")) / rate)
         shorten_whisper_window(model, feature_extractor, seconds)
@@ -305,12 +372,8 @@ def encode_corpus(
         feature_extractor=feature_extractor,
         skipped=skipped,
         keep_layer=keep_layer,
+        augment_of=np.asarray(read_column(encoded, "augment_of"), dtype=np.int64) if augment else None,
     )
-
-
-def rows_of(values: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
-    """Row indices whose value is among ``wanted``."""
-    return np.flatnonzero(np.isin(values, list(wanted)))
 
 
 __all__ = [
@@ -320,6 +383,5 @@ __all__ = [
     "encode_corpus",
     "encoder_fingerprint",
     "layer_features",
-    "rows_of",
     "speech_positions",
 ]

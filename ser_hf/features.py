@@ -284,24 +284,17 @@ def window_samples(feature_extractor: Any) -> int | None:
 class AudioCollator:
     """Pad a list of ``{"waveform", "label"}`` rows into a model batch with the feature extractor.
 
-    ``max_samples`` crops longer clips (a random window when ``random_crop``, else the start), and
-    clips shorter than ``min_samples`` are zero-padded at the end. The attention mask is returned only
-    when the feature extractor asks for one (``return_attention_mask``). ``pad_to_multiple_of`` rounds a
-    batch's padded length up to a multiple of that many samples (fewer distinct batch shapes).
+    ``max_samples`` crops longer clips (keeping their start), and clips shorter than ``min_samples`` are
+    zero-padded at the end. The attention mask is returned only when the feature extractor asks for one.
     """
 
     feature_extractor: Any
     max_samples: int | None = None
-    random_crop: bool = False
     min_samples: int = 1
-    pad_to_multiple_of: int | None = None
 
     def crop(self, waveform: np.ndarray) -> np.ndarray:
         if self.max_samples is not None and waveform.shape[0] > self.max_samples:
-            start = 0
-            if self.random_crop:
-                start = int(torch.randint(0, waveform.shape[0] - self.max_samples + 1, ()).item())
-            waveform = waveform[start : start + self.max_samples]
+            waveform = waveform[: self.max_samples]
         if waveform.shape[0] < self.min_samples:
             waveform = np.pad(waveform, (0, self.min_samples - waveform.shape[0]))
         return waveform
@@ -316,8 +309,6 @@ class AudioCollator:
         }
         if not is_fixed_window(fe):
             kwargs["padding"] = "longest"
-            if self.pad_to_multiple_of:
-                kwargs["pad_to_multiple_of"] = self.pad_to_multiple_of
         return dict(fe([self.crop(np.asarray(w, dtype=np.float32)) for w in waveforms], **kwargs))
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -343,10 +343,17 @@ class ProbeData:
 
 
 def select_stats_head(
-    data: ProbeData, fit_rows: np.ndarray, valid_rows: np.ndarray, config: StatsHeadConfig, *, refit: bool = True
+    data: ProbeData,
+    fit_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    config: StatsHeadConfig,
+    *,
+    refit: bool = True,
+    refit_rows: np.ndarray | None = None,
 ) -> HeadFit:
     """Choose the L2 strength on the validation rows (as heard, one clip at a time), then refit with it on
-    fitting + validation rows (``refit=False``: keep the head fitted on the fitting rows alone).
+    ``refit_rows`` (default: fitting + validation rows; ``refit=False``: keep the head fitted on the fitting
+    rows alone).
 
     The grid is fitted from the strongest L2 down, each fit starting from the last (the same optima,
     sooner); the refit starts from the chosen fit.
@@ -378,7 +385,8 @@ def select_stats_head(
     chosen.head.speakers = normalizer
     if not refit:
         return chosen
-    return refit_stats_head(chosen, data, np.concatenate([fit_rows, valid_rows]), config)
+    rows = np.concatenate([fit_rows, valid_rows]) if refit_rows is None else refit_rows
+    return refit_stats_head(chosen, data, rows, config)
 
 
 def refit_stats_head(chosen: HeadFit, data: ProbeData, rows: np.ndarray, config: StatsHeadConfig) -> HeadFit:
@@ -533,10 +541,16 @@ def train_weighted_head(
 
 
 def select_weighted_head(
-    data: ProbeData, fit_rows: np.ndarray, valid_rows: np.ndarray, config: WeightedHeadConfig, *, refit: bool = True
+    data: ProbeData,
+    fit_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    config: WeightedHeadConfig,
+    *,
+    refit: bool = True,
+    refit_rows: np.ndarray | None = None,
 ) -> HeadFit:
     """Choose the number of epochs among ``config.epoch_grid`` on the validation rows, then fit with it on
-    fitting + validation rows (``refit=False``: keep the fit on the fitting rows)."""
+    ``refit_rows`` (default: fitting + validation rows; ``refit=False``: keep the fit on the fitting rows)."""
 
     def fit(rows: np.ndarray, epochs: int) -> WeightedLayerHead:
         groups = None if data.groups is None else data.groups[rows]
@@ -558,7 +572,8 @@ def select_weighted_head(
         for e in config.epoch_grid
     ]
     best = config.epoch_grid[int(np.argmax(scores))]
-    head = fit(np.concatenate([fit_rows, valid_rows]), best) if refit else trials[best]
+    rows = np.concatenate([fit_rows, valid_rows]) if refit_rows is None else refit_rows
+    head = fit(rows, best) if refit else trials[best]
     return HeadFit(head, {"epochs": best}, scores)
 
 

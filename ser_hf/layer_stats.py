@@ -1,7 +1,7 @@
 """A speech encoder with a layer-statistics head: the mean and standard deviation of every hidden layer over
 the clip's real frames, standardised, then one linear classifier.
 
-``LayerStatsForAudioClassification`` is what ser-hf's frozen path and fine-tuning recipe save. It is a
+``LayerStatsForAudioClassification`` is what ser-hf's training saves by default. It is a
 transformers ``PreTrainedModel`` registered with ``AutoConfig`` / ``AutoModelForAudioClassification``
 (model type ``ser-hf-layer-stats``), so ``EmotionRecognizer``, ``AutoModelForAudioClassification`` and
 ``pipeline("audio-classification")`` load it once ``ser_hf.layer_stats`` is imported; and because
@@ -33,7 +33,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification,
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 MODEL_TYPE = "ser-hf-layer-stats"
-STATISTICS = ("mean", "std")
 
 
 class LayerStatsConfig(PretrainedConfig):

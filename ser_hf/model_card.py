@@ -1,8 +1,8 @@
 """Model cards: facts collected while training, rendered into the Hub's ``README.md`` (plus a confusion-matrix PNG).
 
-`ModelCardFacts` holds what a card says; `ModelCardFacts.for_run` and `ModelCardCallback` fill it during
-`run_training` (the callback reads the hyper-parameters when training starts and the training log when it
-ends); `build_model_card` renders it with ``huggingface_hub.ModelCard`` and the template in
+`ModelCardFacts` holds what a card says; `ModelCardFacts.for_training` fills it from a training run
+(`ser_hf.trainer.EmotionTrainer.train`: base model, corpora, speakers, what each phase chose, the test scores);
+`build_model_card` renders it with ``huggingface_hub.ModelCard`` and the template in
 ``templates/model_card.md``. The metadata says ``library_name: transformers``: the checkpoint is a
 transformers model, so the Hub's "use this model" snippet and download counter are the transformers ones
 (ser-hf's layer-statistics model ships its modeling code: the card adds the ``custom_code`` tag and
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from transformers import TrainerCallback
 from transformers.modelcard import make_markdown_table
 
 from .corpora.base import is_hub_id
+from .corpora.info import CorpusInfo, corpus_info, label_codes
 from .corpora.ravdess import is_ravdess
 from .features import window_samples
 from .layer_stats import MODEL_TYPE
@@ -44,41 +44,28 @@ PIPELINE_TAG = "audio-classification"
 #: Images a card may carry beside it: a plain file name in the model folder, nothing above it.
 _FIGURE_NAME = re.compile(r"[\w.-]+\.png")
 
-RAVDESS_NOTES = """\
-Trained on **RAVDESS** (Livingstone & Russo, 2018, *PLoS ONE* 13(5): e0196391,
-[doi:10.5281/zenodo.1188976](https://doi.org/10.5281/zenodo.1188976)), licensed
-[CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/): non-commercial use, with attribution,
-adaptations shared alike. This model is an adaptation of it and carries the same licence.
-
+#: What a card says about the limits of a model trained on a corpus it knows (besides its licence).
+CAVEATS: dict[str, str] = {
+    "ravdess": """\
 - **Acted speech.** 24 professional actors (12 female, 12 male) read two fixed sentences in a studio. The
   emotions are portrayed, not felt, and clearer than in everyday speech: expect much lower accuracy on
   spontaneous, noisy, far-field or telephone speech.
 - **One accent, one language.** North American English only; other accents, languages, children and older
   speakers are not represented.
-- **Few speakers.** 24 voices is a small sample; accuracy varies from speaker to speaker.
-- A predicted label is a guess about how a voice sounds, not a measure of what someone feels: do not use it
-  to make decisions about people."""
+- **Few speakers.** 24 voices is a small sample; accuracy varies from speaker to speaker.""",
+    "emovo": """\
+- **Acted Italian speech.** 6 actors (3 female, 3 male) read 14 sentences, some of them nonsense, in a studio.
+- **Very few speakers.** 6 voices: accuracy varies much from speaker to speaker.""",
+}
+RESPONSIBLE_USE = (
+    "A predicted label is a guess about how a voice sounds, not a measure of what someone feels: do not use it "
+    "to make decisions about people."
+)
 
 UNKNOWN_CORPUS_NOTES = """\
 The licence of the training data was not recorded: check it, and whether it allows sharing a model trained
 on it, before you publish this model. Emotion corpora are small and often acted: expect lower accuracy on
 speech unlike the training data, and do not use the predictions to make decisions about people."""
-
-
-@dataclass(frozen=True)
-class CorpusNotes:
-    """What a card says about a corpus it knows: name, licence, language, caveats."""
-
-    name: str
-    license: str | None
-    language: tuple[str, ...]
-    speaker_word: str
-    notes: str
-
-
-KNOWN_CORPORA: dict[str, CorpusNotes] = {
-    "ravdess": CorpusNotes("RAVDESS", "cc-by-nc-sa-4.0", ("en",), "actors", RAVDESS_NOTES),
-}
 
 
 def framework_versions() -> dict[str, str]:
@@ -178,7 +165,6 @@ class ModelCardFacts:
     skipped_clips: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     training_log: list[dict[str, Any]] = field(default_factory=list)
-    best_step: int | None = None
     test_report: dict[str, Any] | None = None
     #: Test scores with each test speaker adapted to from their own unlabelled clips (another protocol).
     adapted_report: dict[str, Any] | None = None
@@ -279,19 +265,26 @@ class ModelCardFacts:
 
     # ---------------------------------------------------------------- derived text
     @property
-    def notes(self) -> CorpusNotes | None:
-        return KNOWN_CORPORA.get((self.corpus or "").lower())
+    def infos(self) -> list[CorpusInfo]:
+        """What ser-hf knows about each training corpus (the ones it knows)."""
+        names = self.corpora or ([self.corpus] if self.corpus else [])
+        return [info for info in (corpus_info(name) for name in names) if info is not None]
 
     @property
     def corpus_name(self) -> str | None:
-        return self.notes.name if self.notes else self.corpus
+        names = self.corpora or ([self.corpus] if self.corpus else [])
+        if len(names) != 1:
+            return None
+        info = corpus_info(names[0])
+        return info.display_name if info else names[0]
 
     def _speakers(self, split: str) -> str:
         """E.g. ``"actors 21–24"`` or ``"actor 3"``; empty when the split's speakers are unknown."""
         speakers = self.speakers.get(split)
         if not speakers:
             return ""
-        word = self.notes.speaker_word if self.notes else "speakers"
+        infos = self.infos
+        word = infos[0].speaker_word if len(infos) == 1 and len(self.corpora) <= 1 else "speakers"
         return f"{word if len(speakers) > 1 else word.removesuffix('s')} {describe_speakers(speakers)}"
 
     @property
@@ -325,7 +318,7 @@ class ModelCardFacts:
 
     @property
     def corpus_names_shown(self) -> str:
-        names = [KNOWN_CORPORA[c].name if c in KNOWN_CORPORA else c for c in self.corpora] or (
+        names = [(corpus_info(c).display_name if corpus_info(c) else c) for c in self.corpora] or (
             [self.corpus_name] if self.corpus_name else []
         )
         return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
@@ -354,67 +347,8 @@ class ModelCardFacts:
         return f"{base} kept frozen, with a head fitted on the statistics of its layers"
 
 
-class ModelCardCallback(TrainerCallback):
-    """Fills `ModelCardFacts` during training: hyper-parameters at the start, the training log at the end.
-
-    The log comes from ``state.log_history`` (restored on resume), so a resumed run's card covers every epoch.
-    """
-
-    def __init__(self, facts: ModelCardFacts):
-        self.facts = facts
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.facts.hyperparameters = {**training_hyperparameters(args), **self.facts.hyperparameters}
-        if model is not None:
-            total = sum(p.numel() for p in model.parameters())
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            self.facts.hyperparameters["trainable_parameters"] = f"{trainable:,} of {total:,}"
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.facts.training_log = training_log(state.log_history)
-        self.facts.best_step = getattr(state, "best_global_step", None) or _checkpoint_step(state.best_model_checkpoint)
-
-
-def _checkpoint_step(checkpoint: str | None) -> int | None:
-    match = re.search(r"checkpoint-(\d+)$", str(checkpoint or "").rstrip("/"))
-    return int(match.group(1)) if match else None
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def training_log(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per validation (epoch, step, last training loss, validation loss and UA/WA/macro-F1).
-
-    Without validation, one row per epoch with its last training loss.
-    """
-    rows: list[dict[str, Any]] = []
-    last_loss = None
-    evaluated = any("eval_ua" in entry for entry in history)
-    for entry in history:
-        if "loss" in entry:
-            last_loss = entry["loss"]
-            if not evaluated:
-                epoch = float(np.ceil(entry.get("epoch", 0) or 0))
-                row = {"Epoch": _fmt(epoch, 0), "Step": entry.get("step"), "Training loss": _fmt(last_loss)}
-                if rows and rows[-1]["Epoch"] == row["Epoch"]:
-                    rows[-1] = row
-                else:
-                    rows.append(row)
-        elif "eval_ua" in entry:
-            rows.append(
-                {
-                    "Epoch": _fmt(float(entry.get("epoch", 0) or 0), 2),
-                    "Step": entry.get("step"),
-                    "Training loss": _fmt(last_loss),
-                    "Validation loss": _fmt(entry.get("eval_loss")),
-                    "Validation UA": _fmt(entry.get("eval_ua")),
-                    "Validation WA": _fmt(entry.get("eval_wa")),
-                    "Validation macro-F1": _fmt(entry.get("eval_macro_f1")),
-                }
-            )
-    return rows
 
 
 def confusion_matrix_png(matrix: list[list[int]], labels: list[str], title: str) -> bytes | None:
@@ -540,6 +474,39 @@ def _data_sentence(facts: ModelCardFacts) -> str:
     return f"Data: {facts.corpus_name or 'the corpus'}, {'; '.join(parts)}.{skipped}"
 
 
+def data_notes(facts: ModelCardFacts) -> str:
+    """The card's section on the data: each corpus' licence and citation, how its labels map, its caveats."""
+    names = facts.corpora or ([facts.corpus] if facts.corpus else [])
+    known = [(name, corpus_info(name)) for name in names]
+    if not known or any(info is None for _, info in known):
+        return UNKNOWN_CORPUS_NOTES
+    parts = []
+    several = len(known) > 1
+    if several:
+        parts.append(
+            f"Trained on {len(known)} corpora; this model is an adaptation of each, and each one's terms apply to it."
+        )
+    for name, info in known:
+        licence = info.license_text
+        lead = f"**{info.display_name}**: {info.citation} Licence: {licence}"
+        if not several:
+            lead += " This model is an adaptation of it and carries the same terms."
+        parts.append(lead)
+        codes = label_codes(name)
+        if codes:
+            used = [f"`{code}` → {label}" for code, label in codes.items() if label in facts.labels]
+            parts.append(f"{info.display_name}'s labels, as this model names them: " + ", ".join(used) + ".")
+        if name in CAVEATS:
+            parts.append(CAVEATS[name])
+    if several and facts.hyperparameters.get("labels") == "union":
+        parts.append(
+            "The model predicts every emotion any of the corpora annotates; while training, each clip's loss "
+            "ignored the emotions its own corpus never annotates."
+        )
+    parts.append(RESPONSIBLE_USE)
+    return "\n\n".join(parts)
+
+
 def _adapted_sentence(facts: ModelCardFacts) -> str:
     report = facts.adapted_report
     if not report:
@@ -554,15 +521,18 @@ def _adapted_sentence(facts: ModelCardFacts) -> str:
 
 def build_model_card(facts: ModelCardFacts) -> SERModelCard:
     """Render the facts into a card: Hub metadata (with a model-index when there are test results) and body."""
-    notes = facts.notes
+    infos = facts.infos
     tags = ["audio-classification", "speech-emotion-recognition", "ser-hf"]
-    tags += [t for t in (facts.model_type, (facts.corpus or "").lower() or None) if t and t not in tags]
+    tags += [t for t in (facts.model_type, *(facts.corpora or [(facts.corpus or "").lower()])) if t and t not in tags]
+    licenses = {info.license for info in infos}
+    license_id = licenses.pop() if len(licenses) == 1 and len(infos) == len(facts.corpora or [1]) else None
+    languages = sorted({language for info in infos for language in info.language})
     if facts.custom_code:
         tags.append("custom_code")
     has_results = bool(facts.test_report)
     card_data = ModelCardData(
-        language=list(notes.language) if notes else None,
-        license=notes.license if notes else None,
+        language=languages or None,
+        license=license_id or ("other" if infos else None),
         library_name=LIBRARY_NAME,
         pipeline_tag=PIPELINE_TAG,
         base_model=facts.base_model,
@@ -600,8 +570,7 @@ def build_model_card(facts: ModelCardFacts) -> SERModelCard:
         hyperparameters_list="\n".join(hyper),
         data_sentence=_data_sentence(facts),
         training_table=_table(facts.training_log) if facts.training_log else "",
-        best_step=facts.best_step,
-        data_notes=notes.notes if notes else UNKNOWN_CORPUS_NOTES,
+        data_notes=data_notes(facts),
         versions=facts.versions,
         **_evaluation_sections(facts),
     )

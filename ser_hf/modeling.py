@@ -23,11 +23,6 @@ from .layer_stats import LayerStatsConfig
 AutoFeatureExtractor.register(LayerStatsConfig, SERFeatureExtractor, exist_ok=True)
 
 
-def base_feature_extractor(feature_extractor: Any) -> Any:
-    """A checkpoint's own feature extractor (unwrapped when it was saved by ser-hf)."""
-    return base_extractor(feature_extractor)
-
-
 logger = logging.getLogger(__name__)
 
 #: Whisper's frame rate after its two convolutions (positions per second of audio).
@@ -103,7 +98,7 @@ def load_backbone(
         type(model).__name__,
         len(label_names),
     )
-    return model, base_feature_extractor(feature_extractor)
+    return model, base_extractor(feature_extractor)
 
 
 def encoder_of(model: PreTrainedModel) -> torch.nn.Module:

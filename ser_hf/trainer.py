@@ -302,7 +302,9 @@ class EmotionTrainer:
         if not sources:
             self.corpus = load_ravdess(None, include_song=self.data_args.include_song)
         else:
-            options = {"include_song": True} if self.data_args.include_song else {}
+            options: dict[str, Any] = {"include_song": True} if self.data_args.include_song else {}
+            if self.data_args.speaker_pattern:
+                options["speaker_pattern"] = self.data_args.speaker_pattern
             self.corpus = load_corpora(
                 sources, self.data_args.corpus, labels=self.data_args.labels, on_invalid=self.data_args.on_invalid,
                 **options,
@@ -325,6 +327,7 @@ class EmotionTrainer:
         encoded = encode_corpus(
             corpus, self.model_args.model_name_or_path, trim_silence=trim, loudness_db=loudness,
             window_seconds=self.model_args.window_seconds, keep_layer_from_top=keep, proj_size=32,
+            augment=self.data_args.augment,
             max_clip_seconds=self.data_args.max_clip_seconds, strict_audio=self.data_args.strict_audio,
             speaker_column=self.data_args.speaker_column, cache_dir=self.data_args.features_cache_dir,
             decode_cache_dir=self.data_args.decode_cache_dir, num_proc=self.data_args.preprocessing_num_workers,
@@ -354,10 +357,15 @@ class EmotionTrainer:
     def _stats_config(self) -> StatsHeadConfig:
         return StatsHeadConfig(l2_grid=self.args.l2_values(), speaker_adaptive=self.model_args.speaker_adaptive)
 
-    def _probe(self, data: ProbeData, fit_rows: np.ndarray, valid_rows: np.ndarray, refit: bool) -> HeadFit:
+    def _probe(
+        self, data: ProbeData, fit_rows: np.ndarray, valid_rows: np.ndarray, refit: bool, refit_rows: np.ndarray
+    ) -> HeadFit:
         if self.model_args.head == "stats":
-            return select_stats_head(data, fit_rows, valid_rows, self._stats_config(), refit=refit)
-        return select_weighted_head(data, fit_rows, valid_rows, WeightedHeadConfig(seed=self.args.seed), refit=refit)
+            return select_stats_head(
+                data, fit_rows, valid_rows, self._stats_config(), refit=refit, refit_rows=refit_rows
+            )
+        config = WeightedHeadConfig(seed=self.args.seed)
+        return select_weighted_head(data, fit_rows, valid_rows, config, refit=refit, refit_rows=refit_rows)
 
     def _refit_probe(self, chosen: HeadFit, data: ProbeData, rows: np.ndarray) -> HeadFit:
         if self.model_args.head == "stats":
@@ -376,13 +384,19 @@ class EmotionTrainer:
         output_dir: str | os.PathLike | None = None,
         save_checkpoints: bool = False,
     ) -> FitResult:
-        """Phase 1, then (with ``finetune_layers``) phase 2, choosing on ``valid_rows``, then the refit."""
+        """Phase 1, then (with ``finetune_layers``) phase 2, choosing on ``valid_rows``, then the refit.
+
+        ``fit_rows`` and ``valid_rows`` are rows of the corpus' own clips; their augmented copies (if any) train
+        too, and never validate.
+        """
         set_seed(self.args.seed)
         data = self.probe_data(encoded)
         layers = self.phase2_layers(encoded.model)
         refit = self.args.refit and len(valid_rows) > 0
         started = time.perf_counter()
-        probe = self._probe(data, fit_rows, valid_rows, refit=refit and not layers)
+        refit_rows = np.concatenate([encoded.with_copies(fit_rows), encoded.with_copies(valid_rows)])
+        fit_rows = encoded.with_copies(fit_rows)
+        probe = self._probe(data, fit_rows, valid_rows, refit=refit and not layers, refit_rows=refit_rows)
         phases: dict[str, Any] = {
             "phase1": {
                 "head": self.model_args.head,
@@ -397,7 +411,9 @@ class EmotionTrainer:
         self.say(f"phase 1, the probe: {_describe(probe.chosen)}{shown} [{time.perf_counter() - started:.1f} s]")
         if not layers:
             return FitResult(probe.head, None, phases, probe)
-        return self._phase2(encoded, data, probe, fit_rows, valid_rows, layers, phases, output_dir, save_checkpoints)
+        return self._phase2(
+            encoded, data, probe, fit_rows, valid_rows, refit_rows, layers, phases, output_dir, save_checkpoints
+        )
 
     def _phase2_args(self, output_dir: str | os.PathLike | None, save: bool, evaluate: bool) -> SERTrainingArguments:
         args = copy.copy(self.args)
@@ -419,6 +435,7 @@ class EmotionTrainer:
         probe: HeadFit,
         fit_rows: np.ndarray,
         valid_rows: np.ndarray,
+        refit_rows: np.ndarray,
         layers: int,
         phases: dict[str, Any],
         output_dir: str | os.PathLike | None,
@@ -485,7 +502,7 @@ class EmotionTrainer:
                 top.load_state_dict(keep_best.state)
         final_probe = probe
         if evaluate and self.args.refit:
-            rows = np.concatenate([fit_rows, valid_rows])
+            rows = refit_rows
             final_probe = self._refit_probe(probe, data, rows)
             top = None
             if best_epoch:
@@ -499,7 +516,7 @@ class EmotionTrainer:
             return FitResult(final_probe.head, None, phases, probe, trainer)
         top = top.to("cpu").eval()
         if isinstance(top.head, StatsHead) and self.model_args.speaker_adaptive:
-            rows = np.concatenate([fit_rows, valid_rows]) if self.args.refit else fit_rows
+            rows = refit_rows if self.args.refit else fit_rows
             statistics = top_statistics(top, encoded, rows)
             top.head.speakers = SpeakerNormalizer.fit(statistics, encoded.speakers[rows])
         return FitResult(top.head, top, phases, probe, trainer)
@@ -579,9 +596,10 @@ class EmotionTrainer:
             raise CorpusError(f"speakers {missing} are not in the corpus (it has {shown})")
         if set(test) & set(validation):
             raise ValueError(f"speakers {sorted(set(test) & set(validation))} are in both the test and validation sets")
-        is_test = np.isin(encoded.speakers, test)
-        is_valid = np.isin(encoded.speakers, validation)
-        fit = np.flatnonzero(~is_test & ~is_valid)
+        original = encoded.is_original
+        is_test = np.isin(encoded.speakers, test) & original
+        is_valid = np.isin(encoded.speakers, validation) & original
+        fit = np.flatnonzero(~is_test & ~is_valid & original)
         if len(fit) == 0:
             raise CorpusError("no speakers left for training")
         return fit, np.flatnonzero(is_valid), np.flatnonzero(is_test), test, validation

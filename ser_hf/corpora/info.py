@@ -114,3 +114,19 @@ KNOWN_CORPORA: dict[str, CorpusInfo] = {
 def corpus_info(name: str) -> CorpusInfo | None:
     """What ser-hf knows about a corpus (any spelling `load_corpus` accepts), or ``None`` for another one."""
     return KNOWN_CORPORA.get(normalise_corpus_name(name))
+
+
+def label_codes(name: str) -> dict[str, str]:
+    """How a named corpus writes its emotions, mapped onto ser-hf's labels (e.g. EMOVO ``"gio"`` → ``"happy"``);
+    empty for corpora whose files are labelled with the emotion's name."""
+    from importlib import import_module
+
+    from ..labels import RAVDESS_EMOTIONS
+
+    name = normalise_corpus_name(name)
+    if name == "ravdess":
+        return {f"{i + 1:02d}": emotion for i, emotion in enumerate(RAVDESS_EMOTIONS)}
+    module = {"emovo": "emovo", "crema-d": "crema_d", "savee": "savee", "emodb": "emodb"}.get(name)
+    if module is None:
+        return {}
+    return dict(getattr(import_module(f"{__package__}.{module}"), "_EMOTIONS", {}))
