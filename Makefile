@@ -7,14 +7,14 @@ MODEL  ?= ../shared/models/whisper-tiny.en
 OUT    ?= runs/finetune
 ARGS   ?=
 
-.PHONY: install finetune test test-slow lint
+.PHONY: install finetune test test-slow lint docs
 
 # torch first, from the local CPU wheel: an unpinned torch would pull a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,report,export]"
+	$(BIN)/pip install --quiet -e ".[test,report,export,docs]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -32,3 +32,7 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check ser_hf examples tests bench
 	$(BIN)/ruff format --check ser_hf examples tests bench
+
+# The documentation site (docs/, mkdocs.yml), API reference from the docstrings; fails on any warning.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
