@@ -21,7 +21,7 @@ install: $(BIN)/.installed
 
 finetune: install
 	$(BIN)/accelerate launch --num_processes 1 examples/finetune.py \
-		--model_name_or_path $(MODEL) --data_dir $(DATA) --output_dir $(OUT) $(ARGS)
+		--model_name_or_path $(MODEL) $(if $(DATA),--data_dir $(DATA)) --output_dir $(OUT) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest
