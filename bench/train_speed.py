@@ -238,6 +238,7 @@ def _elements(shape: tuple[int, ...]) -> int:
 def child_ser(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import ser_hf.training as training
+
     from ser_hf import load_ravdess
 
     imports_s = time.perf_counter() - started
@@ -622,10 +623,10 @@ def main() -> int:
     load_at_start = os.getloadavg()
     import datasets
     import torch
+    from ser_hf.training import DataArguments
 
     from ser_hf import load_ravdess
     from ser_hf.modeling import whisper_window_seconds
-    from ser_hf.training import DataArguments
 
     datasets.disable_progress_bars()
     cache_dir = args.cache_dir or str(Path(datasets.config.HF_DATASETS_CACHE) / "ser_hf")

@@ -231,6 +231,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-hf", description="Speech emotion recognition with transformers.")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Show the libraries' logs, progress bars and warnings (any command)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     predict = commands.add_parser(
@@ -296,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verbose" in argv:  # anywhere on the line: library logs, progress bars and warnings back on
+        import logging
+        import os
+
+        argv.remove("--verbose")
+        os.environ["SER_HF_VERBOSE"] = "1"
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     parser = build_parser()
     try:
         if argv and argv[0] in ("train", "evaluate"):

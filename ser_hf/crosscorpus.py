@@ -135,7 +135,10 @@ def leave_one_corpus_out(
     per_clip = score(trainer.logits(fitted, encoded, test).argmax(-1), references, encoded.label_names)
     adapted_logits = trainer.adapted_logits(fitted, encoded, test)
     adapted = None if adapted_logits is None else score(adapted_logits.argmax(-1), references, encoded.label_names)
+    from .corpora.info import describe_corpora
+
     return {
+        "corpora": describe_corpora(names, list(encoded.label_names)),
         "train_corpora": [n for n in names if n != held_out],
         "test_corpus": held_out,
         "labels": list(encoded.label_names),

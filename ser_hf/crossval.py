@@ -22,6 +22,7 @@ import numpy as np
 from datasets import Dataset
 
 from .atomic import atomic_directory
+from .corpora.info import describe_corpora
 from .errors import CorpusError
 from .evaluation import score
 from .splits import corpus_folds, natural_order, speaker_key
@@ -117,6 +118,13 @@ class CrossValidationResult:
     #: The same folds with each test speaker adapted to from their own unlabelled clips (another protocol).
     adapted: list[FoldResult] | None = None
 
+    def corpus_mean_std(self, corpus: str, metric: str = "ua", adapted: bool = False) -> dict[str, float]:
+        """Mean ± std over the folds of one corpus' own test clips (several corpora cross-validated together)."""
+        folds = self.adapted if adapted else self.folds
+        return _mean_std(
+            [f.info["per_corpus"][corpus][metric] for f in folds or [] if corpus in f.info.get("per_corpus", {})]
+        )
+
     def adapted_mean_std(self, metric: str) -> dict[str, float] | None:
         return _mean_std([f.scores[metric] for f in self.adapted]) if self.adapted else None
 
@@ -205,6 +213,21 @@ class CrossValidationResult:
                 + ", ".join(f"{100 * f.scores['ua']:.1f}" for f in self.adapted)
                 + ".",
             ]
+        corpora = sorted({c for f in self.folds for c in f.info.get("per_corpus", {})})
+        if corpora:
+            lines += ["", "## Per corpus (each corpus' own test clips)", "", "| corpus | UA % | adapted UA % |"]
+            lines += ["| --- | --- | --- |"]
+            for corpus in corpora:
+                per_clip = self.corpus_mean_std(corpus)
+                adapted = self.corpus_mean_std(corpus, adapted=True) if self.adapted else None
+                shown = f"{100 * adapted['mean']:.1f} ± {100 * adapted['std']:.1f}" if adapted else "–"
+                lines.append(f"| {corpus} | {100 * per_clip['mean']:.1f} ± {100 * per_clip['std']:.1f} | {shown} |")
+        facts = self.settings.get("corpus_facts") or []
+        if facts:
+            lines += ["", "## Data", ""]
+            for fact in facts:
+                mapping = ", ".join(f"{code} → {label}" for code, label in fact["labels"].items())
+                lines.append(f"- **{fact['corpus']}**: {fact['license_text']} Labels: {mapping}.")
         lines += ["", "## Per-class recall (all folds)", "", "| label | recall % |", "| --- | --- |"]
         lines += [f"| {name} | {pct(value)} |" for name, value in self.per_class_recall.items()]
         lines += ["", "## Confusion matrix (rows: true, columns: predicted; all folds)", ""]
@@ -326,19 +349,29 @@ def cross_validate(
             raise ValueError(f"only_folds must name folds among 1..{len(plan)}, not {sorted(wanted)}")
         plan = [f for f in plan if f.index in wanted]
     results, adapted_results = [], []
+    several = len(set(encoded.corpora.tolist())) > 1
     for fold in plan:
         t0 = time.perf_counter()
         fit, valid, test = (rows[encoded.is_original[rows]] for rows in fold_rows(encoded.speakers, fold))
         fitted = trainer.fit(encoded, fit, valid)
         references = encoded.labels[test]
-        scores = score(trainer.logits(fitted, encoded, test).argmax(-1), references, encoded.label_names)
+        predicted = trainer.logits(fitted, encoded, test).argmax(-1)
+        scores = score(predicted, references, encoded.label_names)
         seconds = time.perf_counter() - t0
-        results.append(FoldResult(fold, scores, seconds, fitted.phases))
+        info = dict(fitted.phases)
+        if several:
+            info["per_corpus"] = _per_corpus(predicted, references, encoded.corpora[test], encoded.label_names)
+        results.append(FoldResult(fold, scores, seconds, info))
         adapted_logits = trainer.adapted_logits(fitted, encoded, test)
         note = ""
         if adapted_logits is not None:
             adapted = score(adapted_logits.argmax(-1), references, encoded.label_names)
-            adapted_results.append(FoldResult(fold, adapted, 0.0, {}))
+            extra = {}
+            if several:
+                extra["per_corpus"] = _per_corpus(
+                    adapted_logits.argmax(-1), references, encoded.corpora[test], encoded.label_names
+                )
+            adapted_results.append(FoldResult(fold, adapted, 0.0, extra))
             note = f"  (adapted to each speaker: UA {100 * adapted['ua']:.1f})"
         say(
             f"fold {fold.index}/{planned} (test {','.join(fold.test)}; validation {','.join(fold.validation)}): "
@@ -360,6 +393,7 @@ def cross_validate(
         "device": str(training_args.device),
         "corpora": sorted({str(c) for c in encoded.corpora.tolist() if c}),
     }
+    settings["corpus_facts"] = describe_corpora(settings["corpora"], encoded.label_names)
     result = CrossValidationResult(
         strategy=_pipeline_name(model_args),
         model=str(model_args.model_name_or_path),
@@ -372,6 +406,20 @@ def cross_validate(
     if output_dir is not None or arguments is not None:
         result.save(output_dir if output_dir is not None else training_args.output_dir)
     return result
+
+
+def _per_corpus(
+    predicted: np.ndarray, references: np.ndarray, corpora: np.ndarray, label_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """UA, WA and macro-F1 over each corpus' own test clips (over the labels that corpus has)."""
+    out = {}
+    for corpus in sorted(set(corpora.tolist())):
+        rows = corpora == corpus
+        scored = score(predicted[rows], references[rows], label_names)
+        present = sorted(set(references[rows].tolist()))
+        recalls = [scored["per_class_recall"][label_names[i]] for i in present]
+        out[corpus] = {"ua": float(np.mean(recalls)), "wa": scored["wa"], "clips": int(rows.sum())}
+    return out
 
 
 def _pipeline_name(model_args: Any) -> str:

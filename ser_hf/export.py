@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,12 +53,15 @@ def _require(module: str, extra: str = "export") -> Any:
 
 @contextmanager
 def _quiet(logger_name: str) -> Iterator[None]:
-    """Hold a noisy library logger at ERROR for the duration."""
+    """Hold a noisy library logger at ERROR, and its deprecation and shape-naming warnings, for the duration."""
     noisy = logging.getLogger(logger_name)
     level = noisy.level
     noisy.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
+            yield
     finally:
         noisy.setLevel(level)
 

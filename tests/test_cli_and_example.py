@@ -41,6 +41,12 @@ def test_cli_predict_prints_one_json_line_per_file(trained, tmp_path):
     for line, prediction in zip(lines, expected, strict=True):
         assert line["label"] == prediction.label and set(line["scores"]) == set(RAVDESS_EMOTIONS)
         assert abs(line["score"] - prediction.score) < 1e-5
+    assert result.stderr == ""  # quiet by default: no progress bars, no library warnings
+    verbose = subprocess.run(
+        [sys.executable, "-m", "ser_hf", "--verbose", "predict", "--model", model, str(a)],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=300,
+    )  # fmt: skip
+    assert verbose.returncode == 0 and "Loading weights" in verbose.stderr  # --verbose brings them back
 
 
 def test_cli_reports_a_bad_file_and_goes_on(trained, tmp_path):

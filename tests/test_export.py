@@ -94,3 +94,41 @@ def test_export_refusals(pytorch, trained, tmp_path, monkeypatch):
     with pytest.raises(SerHfError, match=r"ser-hf\[export\]"):
         pytorch.export_onnx(tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize(
+    ("backbone", "options"),
+    [
+        ("tiny_whisper", {}),
+        ("tiny_wav2vec2", {"head": "weighted"}),
+        ("tiny_hubert", {"finetune_layers": "1", "num_train_epochs": 1, "eval_strategy": "no"}),
+    ],
+    ids=["whisper-statistics", "wav2vec2-weighted", "hubert-statistics-phase2"],
+)
+def test_pipeline_predict_and_onnx_agree_for_every_kind_of_model(backbone, options, request, corpus, tmp_path):
+    """What ser-hf saves gives the same probabilities through EmotionRecognizer, transformers' pipeline and the
+    fp32 ONNX export (the int8 one: the same top labels), clips with silence around them included."""
+    from transformers import pipeline
+
+    from ser_hf.trainer import finetune
+
+    small = corpus.filter(lambda actor: actor in (1, 2, 7), input_columns="actor")
+    outcome = finetune(
+        request.getfixturevalue(backbone), small, output_dir=tmp_path / "model", test_speakers="7", eval_speakers="2",
+        decode_cache_dir=str(tmp_path / "cache"), features_cache_dir=str(tmp_path / "cache"), disable_tqdm=True,
+        **options,
+    )  # fmt: skip
+    folder = str(outcome.output_dir)
+    recognizer = EmotionRecognizer.from_pretrained(folder)
+    quiet = np.zeros(RATE // 2, np.float32)
+    clips = [np.concatenate([quiet, synth_clip(e, 7, 1), quiet]) for e in range(1, 9)]
+    mine = recognizer.predict(clips)
+    classifier = pipeline("audio-classification", model=folder, top_k=None, trust_remote_code=True)
+    fp32 = EmotionRecognizer.from_pretrained(recognizer.export_onnx(tmp_path / "fp32")).predict(clips)
+    int8 = EmotionRecognizer.from_pretrained(recognizer.export_onnx(tmp_path / "int8", quantize="int8")).predict(clips)
+    for clip, ours, exported, quantized in zip(clips, mine, fp32, int8, strict=True):
+        theirs = {item["label"]: item["score"] for item in classifier({"raw": clip, "sampling_rate": RATE})}
+        for label, score in ours.scores.items():
+            assert theirs[label] == pytest.approx(score, abs=1e-4)
+            assert exported.scores[label] == pytest.approx(score, abs=1e-4)
+        assert quantized.label == ours.label

@@ -89,7 +89,9 @@ def test_training_writes_the_card_and_the_confusion_matrix(trained):
     out = Path(str(trained.output_dir))
     card = ModelCard.load(out / "README.md")
     _check_card(card, trained.test_report, "speaker-independent, test actors 7–8")
-    assert "trained on actors 1–5, hyper-parameters chosen on actor 6, then the final model fitted with them" in card.text
+    assert (
+        "trained on actors 1–5, hyper-parameters chosen on actor 6, then the final model fitted with them" in card.text
+    )
     assert f"({sum(map(sum, trained.test_report['confusion_matrix']))} clips)" in card.text
     assert (out / CONFUSION_PNG).read_bytes().startswith(PNG_MAGIC)
     # Named after the base model and the data, the encoder described as it was used.

@@ -130,3 +130,21 @@ def label_codes(name: str) -> dict[str, str]:
     if module is None:
         return {}
     return dict(getattr(import_module(f"{__package__}.{module}"), "_EMOTIONS", {}))
+
+
+def describe_corpora(names: list[str], labels: list[str]) -> list[dict[str, object]]:
+    """For reports: each corpus' name, licence, citation and how its labels map onto ``labels``."""
+    out: list[dict[str, object]] = []
+    for name in names:
+        info = corpus_info(name)
+        codes = {code: label for code, label in label_codes(name).items() if label in labels}
+        out.append(
+            {
+                "corpus": info.display_name if info else name,
+                "license": (info.license or "none") if info else "unknown",
+                "license_text": info.license_text if info else "not recorded: check it before sharing a model",
+                "citation": info.citation if info else None,
+                "labels": codes or {label: label for label in labels},
+            }
+        )
+    return out
