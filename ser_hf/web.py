@@ -134,7 +134,8 @@ class EmotionPage:
 
     A file up to ``clip_seconds`` (default: the model's window, else 3 s) is one clip; a longer one is
     followed utterance by utterance. ``hop_seconds``: how often the live label of an utterance in progress
-    updates. ``adapt``: the speaker adaptation of each recording (`ser_hf.conversation`).
+    updates. ``adapt``: the speaker adaptation of each recording (`ser_hf.conversation`; ``"recording"``
+    adapts live streams online).
     """
 
     def __init__(
@@ -288,7 +289,7 @@ class EmotionPage:
     def _stream(self, rate: int) -> UtteranceStream:
         return self.recognizer.stream(  # type: ignore[return-value]
             sampling_rate=rate,
-            adapt=self.adapt,
+            adapt="online" if self.adapt == "recording" else self.adapt,  # live, the recording is not whole yet
             hop_seconds=self.hop_seconds,
             silence_threshold_db=self.silence_threshold_db,
         )
