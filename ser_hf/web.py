@@ -56,6 +56,9 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 #: A recording with no frame above the silence threshold but whose level (30 s blocks) reaches this is
 #: taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
 QUIET_FLOOR_DB = -75.0
+#: The level (dBFS) such a quiet recording is raised to, to find its speech (the model sets every utterance's
+#: loudness itself, so this changes where speech is found, not what is recognised in it).
+QUIET_TARGET_DB = -30.0
 TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score", "speech (s)"]
 #: One colour per emotion in the timeline (RAVDESS emotions first; others take the spare colours in turn).
 EMOTION_COLOURS = {
@@ -197,21 +200,27 @@ class EmotionPage:
                 scores=dict(prediction.scores),
             )
         heading = f"**{shown}** ({duration:.1f} s)"
-        segments = self._timeline(path, self.silence_threshold_db)
-        if not segments and self.silence_threshold_db is not None:
+        segments = self._timeline(path)
+        if not segments:
             level = max(rms_dbfs(block) for block in audio.iter_blocks(path, self.recognizer.sampling_rate))
-            if level >= QUIET_FLOOR_DB:  # quiet speech, not an empty room: label it, and say so
-                view = self._summary(heading, self._timeline(path, None))
+            if QUIET_FLOOR_DB <= level < QUIET_TARGET_DB:  # quiet speech, not an empty room: label it, and say so
+                gain = QUIET_TARGET_DB - level
+                view = self._summary(heading, self._timeline(path, gain_db=gain))
                 note = (
-                    f" ⚠️ A very quiet recording ({level:.0f} dBFS): nothing reached the "
-                    f"{self.silence_threshold_db:g} dBFS speech level, so quieter sound was taken as speech; "
+                    f" ⚠️ A very quiet recording ({level:.0f} dBFS): raised by {gain:.0f} dB to find its speech; "
                     "results may be unreliable."
                 )
                 return replace(view, message=view.message + note)
         return self._summary(heading, segments)
 
-    def _timeline(self, path: Path, silence_threshold_db: float | None) -> list[Segment]:
-        return self.recognizer.predict_timeline(str(path), adapt=self.adapt, silence_threshold_db=silence_threshold_db)
+    def _timeline(self, path: Path, *, gain_db: float = 0.0) -> list[Segment]:
+        source: Any = str(path)
+        if gain_db:
+            gain = np.float32(10 ** (gain_db / 20))
+            source = (block * gain for block in audio.iter_blocks(path, self.recognizer.sampling_rate))
+        return self.recognizer.predict_timeline(
+            source, adapt=self.adapt, silence_threshold_db=self.silence_threshold_db
+        )
 
     def _summary(self, heading: str, segments: list[Segment]) -> PageView:
         summary = summarize(segments)
