@@ -307,7 +307,7 @@ from ser_hf import EmotionRecognizer
 model, path, window, hop = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
 recognizer = EmotionRecognizer.from_pretrained(model, device="cpu")
 start = time.perf_counter()
-segments = recognizer.predict_timeline(path, window_seconds=window, hop_seconds=hop)
+segments = recognizer.predict_timeline(path, segmentation="windows", window_seconds=window, hop_seconds=hop)
 wall = time.perf_counter() - start
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 print(json.dumps({"wall": wall, "segments": len(segments), "silent": sum(s.silent for s in segments),

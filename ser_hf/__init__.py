@@ -23,6 +23,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .audio import load_audio
+    from .conversation import UtteranceStream
     from .corpora import (
         load_corpora,
         load_corpus,
@@ -62,6 +63,7 @@ _LAZY = {
     "Prediction": ".recognizer",
     "EmotionStream": ".timeline",
     "Segment": ".timeline",
+    "UtteranceStream": ".conversation",
 }
 
 
@@ -92,6 +94,7 @@ __all__ = [
     "SerHfError",
     "SilentAudioError",
     "UnreadableAudioError",
+    "UtteranceStream",
     "__version__",
     "load_audio",
     "load_corpora",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import SerHfError
-from .timeline import SILENCE_THRESHOLD_DB
+from .vad import DEFAULT_MIN_PAUSE, SILENCE_THRESHOLD_DB
 
 
 def _print(record: dict[str, Any]) -> None:
@@ -123,21 +123,40 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _timeline_options(recognizer: Any, args: argparse.Namespace, *, enrolled: bool = False) -> dict[str, Any]:
+    """The timeline or stream keywords of the command line (and a note on stderr about adaptation)."""
+    options: dict[str, Any] = {
+        "segmentation": args.segmentation,
+        "window_seconds": args.window,
+        "hop_seconds": args.hop,
+        "silence_threshold_db": args.silence_threshold_db,
+    }
+    if args.segmentation == "windows":
+        if args.adapt not in ("auto", "off") or args.min_pause is not None:
+            raise SerHfError("--adapt and --min-pause follow utterances: leave them out with --segmentation windows")
+        return options
+    adapt = "off" if enrolled and args.adapt == "auto" else args.adapt  # the speaker clips given hold
+    if adapt == "auto" and not recognizer.is_speaker_adaptive:
+        _stderr("note: this model does not adapt to speakers; every utterance is recognised without adapting")
+    options["adapt"] = adapt
+    if args.min_pause is not None:
+        options["min_pause"] = args.min_pause
+    return options
+
+
 def _predict_timeline(recognizer: Any, args: argparse.Namespace) -> int:
-    """One JSON line per window of each file, printed as the file is read."""
+    """One JSON line per utterance (or window) of each file, printed as the file is read."""
     from .errors import AudioError
 
+    options = _timeline_options(recognizer, args, enrolled=bool(args.speaker_clips))
+    if args.segmentation == "windows":
+        options["smoothing"] = args.smoothing
+    elif args.smoothing != 1:
+        raise SerHfError("--smoothing averages neighbouring windows: it needs --segmentation windows")
     failed = 0
     for path in args.files:
         try:
-            for segment in recognizer.iter_timeline(
-                path,
-                window_seconds=args.window,
-                hop_seconds=args.hop,
-                smoothing=args.smoothing,
-                silence_threshold_db=args.silence_threshold_db,
-                batch_size=args.batch_size,
-            ):
+            for segment in recognizer.iter_timeline(path, batch_size=args.batch_size, **options):
                 _print({"file": path, **segment.to_dict()})
         except AudioError as err:
             failed += 1
@@ -150,20 +169,21 @@ def _listen(args: argparse.Namespace) -> int:
 
     import_sounddevice()  # a missing package is reported before the model loads
     recognizer = _load(args)
+    if args.adapt == "recording":
+        raise SerHfError("--adapt recording needs the whole recording: use it with `ser-hf predict --timeline`")
+    options = _timeline_options(recognizer, args)
     with Microphone(args.input_device, sampling_rate=args.sampling_rate) as microphone:
+        if args.segmentation == "windows":
+            how = f"window {recognizer._window_seconds(args.window):g} s, hop {args.hop:g} s"
+        else:
+            how = f"an emotion per utterance when you pause, updated every {args.hop:g} s while you speak"
         print(
-            f"listening to {microphone.describe()} at {microphone.sampling_rate} Hz "
-            f"(window {recognizer._window_seconds(args.window):g} s, hop {args.hop:g} s); Ctrl-C stops",
+            f"listening to {microphone.describe()} at {microphone.sampling_rate} Hz ({how}); Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )
         segments = listen(
-            recognizer,
-            microphone.chunks(args.duration),
-            sampling_rate=microphone.sampling_rate,
-            window_seconds=args.window,
-            hop_seconds=args.hop,
-            silence_threshold_db=args.silence_threshold_db,
+            recognizer, microphone.chunks(args.duration), sampling_rate=microphone.sampling_rate, **options
         )
         try:
             for segment in segments:
@@ -208,17 +228,45 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (PyTorch and ONNX Runtime).")
 
 
-def _window_options(parser: argparse.ArgumentParser) -> None:
+def _window_options(parser: argparse.ArgumentParser, *, recording: bool = True) -> None:
     parser.add_argument(
-        "--window", type=float, default=None, help="Window (s; default 3, or the model's window if shorter)."
+        "--segmentation",
+        choices=["utterances", "windows"],
+        default="utterances",
+        help="utterances: one line per utterance, cut at pauses (default); windows: fixed windows every --hop.",
     )
-    parser.add_argument("--hop", type=float, default=1.0, help="Hop between windows (s).")
+    adapt = ["auto", "online", "recording", "off"] if recording else ["auto", "online", "off"]
+    parser.add_argument(
+        "--adapt",
+        choices=adapt,
+        default="auto",
+        help="Adapt to the speaker: online (to the voice heard so far; what auto does for models that adapt), "
+        + ("recording (the whole file first: one speaker), " if recording else "")
+        + "or off.",
+    )
+    parser.add_argument(
+        "--min-pause",
+        "--min_pause",
+        type=float,
+        default=None,
+        help=f"Silence that ends an utterance (s; default {DEFAULT_MIN_PAUSE:g}).",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="Fixed windows: their length (s; default 3, or the model's window if shorter). Utterances: the "
+        "longest stretch predicted at once (default the model's window).",
+    )
+    parser.add_argument(
+        "--hop", type=float, default=1.0, help="Hop between windows, or between the updates of an utterance (s)."
+    )
     parser.add_argument(
         "--silence-threshold-db",
         "--silence_threshold_db",
         type=float,
         default=SILENCE_THRESHOLD_DB,
-        help="Windows quieter than this (dBFS) are marked silent.",
+        help="Sound quieter than this (dBFS) is never speech (fixed windows: marked silent).",
     )
 
 
@@ -259,14 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Speaker-adaptive models: adapt to the speaker from these clips first (files or folders; repeatable).",
     )
     predict.add_argument(
-        "--timeline", action="store_true", help="Emotion over time: one JSON line per window (files of any length)."
+        "--timeline",
+        action="store_true",
+        help="Emotion over time: one JSON line per utterance (or window) as it is read (files of any length).",
     )
     _window_options(predict)
     predict.add_argument("--smoothing", type=int, default=1, help="Average over this many neighbouring windows.")
 
     listen = commands.add_parser("listen", help="Recognise emotion live from the microphone (needs ser-hf[live]).")
     _model_options(listen)
-    _window_options(listen)
+    _window_options(listen, recording=False)
     listen.add_argument("--input-device", "--input_device", default=None, help="sounddevice input index or name.")
     listen.add_argument("--sampling-rate", "--sampling_rate", type=int, default=None, help="Recording rate (Hz).")
     listen.add_argument("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")

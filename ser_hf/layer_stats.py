@@ -154,6 +154,16 @@ class LayerStatsForAudioClassification(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The raw (unstandardised) statistics ``(batch, layers, 2 * hidden)`` of a batch."""
+        return self.pooled_statistics_and_frames(input_values, input_features, attention_mask)[0]
+
+    def pooled_statistics_and_frames(
+        self,
+        input_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pooled_statistics` and how many real frames each clip's statistics cover ``(batch,)``: what
+        combines the statistics of several windows of one recording exactly (frame-weighted)."""
         if self.config.is_whisper:
             if input_features is None:
                 raise ValueError("a Whisper encoder takes input_features (from its feature extractor)")
@@ -163,8 +173,8 @@ class LayerStatsForAudioClassification(PreTrainedModel):
                 raise ValueError(f"a {self.config.encoder['model_type']} encoder takes input_values")
             outputs = self.encoder(input_values, attention_mask=attention_mask, output_hidden_states=True)
         hidden = torch.stack([outputs.hidden_states[i] for i in self.config.pooled_layers()], dim=1)
-        lengths = self.real_positions(hidden.shape[2], attention_mask, hidden.shape[0])
-        return masked_mean_std(hidden, lengths)
+        lengths = self.real_positions(hidden.shape[2], attention_mask, hidden.shape[0]).clamp(1, hidden.shape[2])
+        return masked_mean_std(hidden, lengths), lengths
 
     def classify(
         self,

@@ -1,7 +1,8 @@
 """Live audio: the default (or a chosen) microphone through `sounddevice` (the optional ``live`` extra).
 
 `Microphone` opens an input stream whose callback queues mono float32 chunks; `listen` pushes any
-iterable of chunks into an `EmotionStream` and yields a `Segment` per hop as soon as its window is full.
+iterable of chunks into the recognizer's stream and yields its segments as they come: by default each
+utterance's emotion when the pause after it is heard, and provisional labels while the speaker talks on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SerHfError
-from .timeline import SILENCE_THRESHOLD_DB, Segment
+from .timeline import Segment
 
 #: How long `Microphone.chunks` waits for audio before deciding the device delivers none (seconds).
 NO_AUDIO_TIMEOUT = 5.0
@@ -110,22 +111,10 @@ class Microphone:
             self._stream = None
 
 
-def listen(
-    recognizer: Any,
-    chunks: Iterable[np.ndarray],
-    *,
-    sampling_rate: int,
-    window_seconds: float | None = None,
-    hop_seconds: float = 1.0,
-    silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
-) -> Iterator[Segment]:
-    """Segments for live chunks at ``sampling_rate``, each as soon as its window is complete; the tail at the end."""
-    stream = recognizer.stream(
-        sampling_rate=sampling_rate,
-        window_seconds=window_seconds,
-        hop_seconds=hop_seconds,
-        silence_threshold_db=silence_threshold_db,
-    )
+def listen(recognizer: Any, chunks: Iterable[np.ndarray], *, sampling_rate: int, **options: Any) -> Iterator[Segment]:
+    """Segments for live chunks at ``sampling_rate`` as soon as they are known; the tail at the end.
+    ``options``: `EmotionRecognizer.stream`'s (``segmentation``, ``adapt``, ``hop_seconds``, ...)."""
+    stream = recognizer.stream(sampling_rate=sampling_rate, **options)
     try:
         for chunk in chunks:
             yield from stream.push(chunk)

@@ -17,6 +17,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 from . import audio, layer_stats  # noqa: F401  (layer_stats registers its model with the Auto classes)
 from .adaptation import SpeakerProfile
 from .atomic import atomic_directory, recover
+from .conversation import UtteranceStream, iter_utterances
 from .corpora.base import is_hub_id
 from .errors import AudioError, SerHfError
 from .export import OnnxAudioClassifier, export_onnx, is_onnx_folder
@@ -26,11 +27,12 @@ from .hardware import default_device
 from .labels import check_id2label
 from .model_card import card_for_repo, describe_model, load_model_card
 from .modeling import quiet_transformers  # also registers SERFeatureExtractor with AutoFeatureExtractor
-from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, iter_smooth, iter_timeline
+from .timeline import EmotionStream, Segment, iter_smooth, iter_timeline
+from .vad import SILENCE_THRESHOLD_DB
 
 logger = logging.getLogger(__name__)
 
-#: Default timeline/stream window (seconds), capped by a fixed-window model's own window.
+#: Default window of fixed-window timelines and streams (seconds), capped by a fixed-window model's own window.
 DEFAULT_WINDOW_SECONDS = 3.0
 #: What `LayerStatsForAudioClassification.pooled_statistics` takes from a collated batch.
 _STATISTICS_INPUTS = ("input_values", "input_features", "attention_mask")
@@ -46,6 +48,20 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": self.score, "scores": dict(self.scores)}
+
+
+#: How timelines and streams cut a recording: at pauses (one segment per utterance), or in fixed windows.
+SEGMENTATIONS = ("utterances", "windows")
+
+
+def _check_segmentation(segmentation: str) -> None:
+    if segmentation not in SEGMENTATIONS:
+        raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, not {segmentation!r}")
+
+
+def _no_options(options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(f"{', '.join(sorted(options))}: options of segmentation='utterances' only")
 
 
 def _is_single_input(inputs: Any) -> bool:
@@ -179,7 +195,7 @@ class EmotionRecognizer:
             logits = self.model(**batch).logits.float()
             probabilities = torch.softmax(logits, dim=-1).cpu().numpy()
             for i, row in zip(chunk, probabilities):
-                results[i] = self._to_prediction(row)
+                results[i] = self.prediction(row)
         return results  # type: ignore[return-value]
 
     @property
@@ -217,7 +233,8 @@ class EmotionRecognizer:
                 batches.append([i])
         return batches
 
-    def _to_prediction(self, probabilities: np.ndarray) -> Prediction:
+    def prediction(self, probabilities: np.ndarray) -> Prediction:
+        """The `Prediction` for one clip's probabilities (in the order of `labels`)."""
         top = int(np.argmax(probabilities))
         scores = {label: float(p) for label, p in zip(self.labels, probabilities)}
         return Prediction(label=self.labels[top], score=float(probabilities[top]), scores=scores)
@@ -284,16 +301,37 @@ class EmotionRecognizer:
         """A fresh `SpeakerProfile` for this model (what adapting timelines and streams keep per speaker)."""
         return SpeakerProfile.for_model(self._adaptive_model(), **options)
 
-    @torch.inference_mode()
+    @property
+    def has_statistics_head(self) -> bool:
+        """Whether the model pools layer statistics (`ser_hf.layer_stats`): an utterance longer than its
+        window is then predicted from the exact statistics of all its windows, not from averaged windows."""
+        return self.backend == "pytorch" and hasattr(self.model, "pooled_statistics_and_frames")
+
+    def _statistics_model(self) -> Any:
+        if not self.has_statistics_head:
+            raise SerHfError(f"{type(self.model).__name__} has no layer-statistics head (ser-hf's PyTorch models do)")
+        return self.model
+
     def statistics(self, waveforms: Sequence[np.ndarray], *, batch_size: int = 8) -> np.ndarray:
         """The statistics head's input for decoded clips ``(clips, layers, 2 * hidden)``: every layer's mean
         and spread over the clip's real frames (clips longer than the model's window are cut to it)."""
-        model = self._adaptive_model()
-        out = np.zeros((len(waveforms), *model.feature_mean.shape), dtype=np.float32)
+        return self.statistics_and_frames(waveforms, batch_size=batch_size)[0]
+
+    @torch.inference_mode()
+    def statistics_and_frames(
+        self, waveforms: Sequence[np.ndarray], *, batch_size: int = 8
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`statistics` and the number of real frames each clip's statistics cover ``(clips,)``."""
+        model = self._statistics_model()
+        shape = self._statistics_shape(model)
+        out = np.zeros((len(waveforms), shape[0] * shape[1]), dtype=np.float32)
+        frames = np.zeros(len(waveforms), dtype=np.int64)
         for chunk, batch in self._encoded_batches(waveforms, batch_size):
-            stats = model.pooled_statistics(**{k: v for k, v in batch.items() if k in _STATISTICS_INPUTS})
+            inputs = {k: v for k, v in batch.items() if k in _STATISTICS_INPUTS}
+            stats, counts = model.pooled_statistics_and_frames(**inputs)
             out[chunk] = stats.flatten(1).float().cpu().numpy()
-        return out.reshape(len(waveforms), *self._statistics_shape(model))
+            frames[chunk] = counts.cpu().numpy()
+        return out.reshape(len(waveforms), *shape), frames
 
     @staticmethod
     def _statistics_shape(model: Any) -> tuple[int, int]:
@@ -302,15 +340,15 @@ class EmotionRecognizer:
 
     @torch.inference_mode()
     def classify_statistics(self, statistics: np.ndarray, profile: SpeakerProfile | None = None) -> list[Prediction]:
-        """Predictions for `statistics`, mapped from ``profile``'s speaker (the reference voice when ``None`` or
-        not yet `SpeakerProfile.active`), leaving the recognizer's own speaker as it is."""
-        model = self._adaptive_model()
+        """Predictions for `statistics`, mapped from ``profile``'s speaker (the model's current speaker when
+        ``None`` or not yet `SpeakerProfile.active`), leaving the recognizer's own speaker as it is."""
+        model = self._adaptive_model() if profile is not None else self._statistics_model()
         mean = spread = None
         if profile is not None and profile.active:
             mean, spread = (torch.as_tensor(v, device=self.device) for v in profile.estimate())
         x = torch.as_tensor(np.asarray(statistics, dtype=np.float32), device=self.device)
         logits = model.classify(x, mean, spread).float()
-        return [self._to_prediction(row) for row in torch.softmax(logits, dim=-1).cpu().numpy()]
+        return [self.prediction(row) for row in torch.softmax(logits, dim=-1).cpu().numpy()]
 
     def adapt_to_speaker(
         self,
@@ -367,27 +405,40 @@ class EmotionRecognizer:
         self,
         source: str | os.PathLike | Any,
         *,
+        segmentation: str = "utterances",
+        adapt: str = "auto",
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
         silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
+        **options: Any,
     ) -> list[Segment]:
         """Emotion over time for a recording of any length, read block by block (bounded memory).
 
-        Windows of ``window_seconds`` (default 3 s, or the model's window if shorter) every
-        ``hop_seconds``; ``smoothing`` averages probabilities over that many neighbouring windows;
-        windows quieter than ``silence_threshold_db`` dBFS are marked silent instead of labelled.
-        ``source`` is a path, bytes, or an iterable of sample chunks at the model's rate.
+        ``segmentation="utterances"`` (the default): one `Segment` per utterance, cut at pauses and predicted
+        on exactly its audio; ``window_seconds`` is then the longest stretch predicted at once (default: the
+        model's window). ``adapt``: ``"auto"`` (online adaptation for models that adapt to speakers),
+        ``"online"``, ``"recording"`` (one speaker: the whole recording first, then every utterance) or
+        ``"off"``; see `ser_hf.conversation`. Frames quieter than ``silence_threshold_db`` dBFS are never
+        speech. ``options``: `ser_hf.conversation.UtteranceStream`'s (``min_pause``, ``vad``, ...).
+
+        ``segmentation="windows"``: fixed windows of ``window_seconds`` (default 3 s, or the model's window
+        if shorter) every ``hop_seconds``, ``smoothing`` averaging probabilities over that many neighbouring
+        windows, quiet windows marked silent. ``source``: a path, bytes, or an iterable of sample chunks at
+        the model's rate.
         """
         return list(
             self.iter_timeline(
                 source,
+                segmentation=segmentation,
+                adapt=adapt,
                 window_seconds=window_seconds,
                 hop_seconds=hop_seconds,
                 smoothing=smoothing,
                 silence_threshold_db=silence_threshold_db,
                 batch_size=batch_size,
+                **options,
             )
         )
 
@@ -395,13 +446,31 @@ class EmotionRecognizer:
         self,
         source: str | os.PathLike | Any,
         *,
+        segmentation: str = "utterances",
+        adapt: str = "auto",
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         smoothing: int = 1,
         silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
         batch_size: int = 8,
+        **options: Any,
     ) -> Iterator[Segment]:
-        """`predict_timeline` as a generator: each segment as soon as it (and its smoothing neighbours) is known."""
+        """`predict_timeline` as a generator: each segment as soon as it is known (with ``adapt="recording"``,
+        once the whole recording was heard)."""
+        _check_segmentation(segmentation)
+        if segmentation == "utterances":
+            if smoothing != 1:
+                raise ValueError("smoothing averages neighbouring windows: it needs segmentation='windows'")
+            return iter_utterances(
+                self,
+                source,
+                adapt=adapt,
+                window_seconds=window_seconds,
+                silence_threshold_db=silence_threshold_db,
+                batch_size=batch_size,
+                **options,
+            )
+        _no_options(options)
         segments = iter_timeline(
             self,
             source,
@@ -416,11 +485,33 @@ class EmotionRecognizer:
         self,
         *,
         sampling_rate: int | None = None,
+        segmentation: str = "utterances",
+        adapt: str = "auto",
         window_seconds: float | None = None,
         hop_seconds: float = 1.0,
         silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
-    ) -> EmotionStream:
-        """A live stream: ``stream.push(chunk)`` returns a `Segment` per hop as soon as its window is full."""
+        **options: Any,
+    ) -> UtteranceStream | EmotionStream:
+        """A live stream: ``stream.push(chunk)`` returns `Segment` s as they are known.
+
+        By default an `UtteranceStream`: each utterance's label when the pause after it is heard
+        (``final=True``), and while the speaker talks on a provisional label every ``hop_seconds``
+        (``final=False``); adapting online to the speaker where the model can (``adapt``; ``stream.reset()``
+        for a new speaker). ``segmentation="windows"``: an `EmotionStream`, a `Segment` per hop as soon as its
+        window is full.
+        """
+        _check_segmentation(segmentation)
+        if segmentation == "utterances":
+            return UtteranceStream(
+                self,
+                sampling_rate=sampling_rate,
+                adapt=adapt,
+                window_seconds=window_seconds,
+                hop_seconds=hop_seconds,
+                silence_threshold_db=silence_threshold_db,
+                **options,
+            )
+        _no_options(options)
         return EmotionStream(
             self,
             window_seconds=self._window_seconds(window_seconds),

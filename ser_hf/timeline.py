@@ -1,9 +1,10 @@
-"""Emotion over time: sliding windows over long recordings and live audio, with bounded memory.
+"""Emotion over time in fixed windows, and the `Segment` every timeline is made of.
 
-`EmotionStream` takes audio chunks as they come (a microphone callback, file blocks) and returns one
-`Segment` per hop as soon as its window is complete, so latency is at most one window. `timeline`
-feeds a file to a stream block by block (never the whole file in memory) and optionally smooths the
-probabilities across neighbouring windows.
+`EmotionStream` (``segmentation="windows"``) takes audio chunks as they come (a microphone callback, file
+blocks) and returns one `Segment` per hop as soon as its window is complete, so latency is at most one
+window. `iter_timeline` feeds a file to such a stream block by block (never the whole file in memory) and
+`iter_smooth` averages the probabilities across neighbouring windows. The default timelines follow
+utterances instead (`ser_hf.conversation`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import soxr
 
 from . import audio
 from .errors import InvalidSamplesError
+from .vad import SILENCE_THRESHOLD_DB
 
 #: Label given to windows too quiet to carry speech.
 SILENCE = "silence"
-#: Windows below this RMS level (dBFS) are marked silent. Quiet but real RAVDESS speech peaks near
-#: -60 dBFS in its loudest window, so the threshold sits below that; raise it for noisy rooms.
-SILENCE_THRESHOLD_DB = -65.0
 
 
 class _Predictor(Protocol):
@@ -38,8 +37,12 @@ class _Predictor(Protocol):
 
 @dataclass(frozen=True)
 class Segment:
-    """One window of a recording: its time span (seconds) and the emotion recognised in it.
+    """A stretch of a recording, an utterance or a fixed window: its span (seconds) and its emotion.
 
+    ``final`` is False for the provisional label of an utterance still in progress; ``voiced`` is an
+    utterance's speech time (seconds; ``None`` for windows). ``adaptation`` says how the timeline adapts to
+    the speaker (``"online"``, ``"recording"``, ``"off"``, or ``"unsupported"`` by the model); ``adapted``
+    whether this segment was mapped onto the speaker's voice, estimated from ``adapted_seconds`` of speech.
     Windows quieter than the silence threshold get ``label="silence"``, ``silent=True`` and no scores.
     """
 
@@ -49,6 +52,11 @@ class Segment:
     score: float
     scores: dict[str, float] = field(default_factory=dict, repr=False)
     silent: bool = False
+    final: bool = True
+    voiced: float | None = None
+    adaptation: str = "off"
+    adapted: bool = False
+    adapted_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +66,11 @@ class Segment:
             "score": self.score,
             "scores": dict(self.scores),
             "silent": self.silent,
+            "final": self.final,
+            "voiced": self.voiced,
+            "adaptation": self.adaptation,
+            "adapted": self.adapted,
+            "adapted_seconds": self.adapted_seconds,
         }
 
 

@@ -2,7 +2,9 @@
 
 `EmotionPage` is the page's logic in plain Python over `EmotionRecognizer` (tested without a browser):
 it turns a file, a recording or live microphone chunks into a `PageView` (a status line, the emotion's
-probabilities, the timeline), and turns every bad input into a readable message, never a stack trace.
+probabilities, the utterances), and turns every bad input into a readable message, never a stack trace.
+A recording is followed utterance by utterance (`ser_hf.conversation`), adapted to the speaker where the
+model can, each recording on its own: the page says when adaptation is on, and on how much speech.
 `build_app` wraps it in a Gradio ``Blocks`` app; `launch` loads a model and serves it (what
 ``ser-hf serve`` runs; examples/space/app.py runs the same on a Hugging Face Space).
 
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import audio
+from .conversation import Summary, UtteranceStream, summarize
 from .errors import (
     AudioError,
     EmptyAudioError,
@@ -33,7 +36,8 @@ from .errors import (
     UnreadableAudioError,
 )
 from .recognizer import DEFAULT_WINDOW_SECONDS, EmotionRecognizer
-from .timeline import SILENCE_THRESHOLD_DB, EmotionStream, Segment, rms_dbfs
+from .timeline import Segment, rms_dbfs
+from .vad import SILENCE_THRESHOLD_DB
 
 # Before Gradio is imported anywhere: no telemetry, no version check against the internet.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -49,10 +53,25 @@ SUPPORTED_FORMATS = "WAV, FLAC, OGG (Vorbis/Opus) or MP3"
 UNSUPPORTED_EXTENSIONS = frozenset(
     {"aac", "ac3", "amr", "3gp", "m4a", "m4b", "mka", "mkv", "mov", "mp4", "webm", "wma"}
 )
-#: A recording whose every window is below the silence threshold but whose level (30 s blocks) reaches
-#: this is taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
+#: A recording with no frame above the silence threshold but whose level (30 s blocks) reaches this is
+#: taken as quiet speech and labelled with a warning; an empty room sits near -80 dBFS.
 QUIET_FLOOR_DB = -75.0
-TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score"]
+#: The level (dBFS) such a quiet recording is raised to, to find its speech (the model sets every utterance's
+#: loudness itself, so this changes where speech is found, not what is recognised in it).
+QUIET_TARGET_DB = -30.0
+TIMELINE_COLUMNS = ["start (s)", "end (s)", "emotion", "score", "speech (s)"]
+#: One colour per emotion in the timeline (RAVDESS emotions first; others take the spare colours in turn).
+EMOTION_COLOURS = {
+    "neutral": "#9e9e9e",
+    "calm": "#4db6ac",
+    "happy": "#fbc02d",
+    "sad": "#1e88e5",
+    "angry": "#e53935",
+    "fearful": "#8e24aa",
+    "disgust": "#6d8b2f",
+    "surprised": "#fb8c00",
+}
+_SPARE_COLOURS = ("#5c6bc0", "#8d6e63", "#26a69a", "#ec407a", "#78909c", "#c0ca33")
 EMPTY_RECORDING = "⚠️ The recording is empty: no audio reached the server. Check the microphone and try again."
 #: A stop pressed within this many seconds of a recording's summary belongs to that recording.
 STOP_GRACE_SECONDS = 5.0
@@ -63,14 +82,16 @@ def _escape_markdown(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
 
 
-def average_scores(segments: Sequence[Segment]) -> dict[str, float] | None:
-    """Mean probabilities over the voiced segments (``None`` when every window was silent)."""
-    voiced = [s for s in segments if not s.silent]
-    if not voiced:
-        return None
-    labels = list(voiced[0].scores)
-    mean = np.mean([[s.scores[label] for label in labels] for s in voiced], axis=0)
-    return {label: float(p) for label, p in zip(labels, mean)}
+def adaptation_note(segments: Sequence[Segment]) -> str:
+    """What the page says about speaker adaptation, from a recording's latest segment."""
+    latest = next((s for s in reversed(segments) if not s.silent), None)
+    if latest is None or latest.adaptation == "off":
+        return ""
+    if latest.adaptation == "unsupported":
+        return " This model does not adapt to speakers: every utterance is recognised as if by a new speaker."
+    if latest.adapted:
+        return f" Adapted to the speaker's voice on {latest.adapted_seconds:.0f} s of speech."
+    return " Not yet adapted to the speaker (it starts after a few seconds of speech)."
 
 
 @dataclass(frozen=True)
@@ -78,14 +99,16 @@ class PageView:
     """What the page shows after an event.
 
     ``message`` is the status line (Markdown), ``scores`` the emotion's probabilities (``None`` for no
-    result), ``segments`` the timeline (empty for a clip no longer than one window), ``error`` whether
-    the message reports a problem with the input.
+    result; for a recording, each emotion's share of its voiced time), ``segments`` the utterances (empty for
+    a clip no longer than one window; the last one may be provisional while recording), ``error`` whether
+    the message reports a problem with the input, ``summary`` the recording's `Summary`.
     """
 
     message: str
     scores: dict[str, float] | None = None
     segments: list[Segment] = field(default_factory=list)
     error: bool = False
+    summary: Summary | None = None
 
     @property
     def label(self) -> str | None:
@@ -95,11 +118,13 @@ class PageView:
 
 @dataclass
 class LiveSession:
-    """One visitor's microphone stream (kept in Gradio's per-session state, never shared)."""
+    """One visitor's microphone stream (kept in Gradio's per-session state, never shared): its utterances
+    so far, the provisional label of the one in progress, and its own speaker adaptation."""
 
-    stream: EmotionStream
+    stream: UtteranceStream
     sampling_rate: int
     segments: list[Segment] = field(default_factory=list)
+    provisional: Segment | None = None
     seconds: float = 0.0
     #: When the recording was summarised (``time.monotonic()``); ``None`` while recording.
     stopped_at: float | None = None
@@ -110,8 +135,10 @@ class LiveSession:
 class EmotionPage:
     """The page's logic: files, recordings and live chunks in, `PageView` out; bad input → a message.
 
-    ``window_seconds`` (default 3 s, or the model's window if shorter) and ``hop_seconds`` set the
-    timeline and the live stream; a file longer than one window gets a timeline.
+    A file up to ``clip_seconds`` (default: the model's window, else 3 s) is one clip; a longer one is
+    followed utterance by utterance. ``hop_seconds``: how often the live label of an utterance in progress
+    updates. ``adapt``: the speaker adaptation of each recording (`ser_hf.conversation`; ``"recording"``
+    adapts live streams online).
     """
 
     def __init__(
@@ -119,21 +146,19 @@ class EmotionPage:
         recognizer: EmotionRecognizer,
         *,
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-        window_seconds: float | None = None,
+        clip_seconds: float | None = None,
         hop_seconds: float = 1.0,
-        smoothing: int = 1,
         silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
+        adapt: str = "auto",
     ):
         if max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, not {max_upload_mb}")
         self.recognizer = recognizer
         self.max_upload_mb = max_upload_mb
-        self.window_seconds = window_seconds or min(
-            DEFAULT_WINDOW_SECONDS, recognizer.window_seconds or DEFAULT_WINDOW_SECONDS
-        )
+        self.clip_seconds = clip_seconds or recognizer.window_seconds or DEFAULT_WINDOW_SECONDS
         self.hop_seconds = hop_seconds
-        self.smoothing = smoothing
         self.silence_threshold_db = silence_threshold_db
+        self.adapt = adapt
 
     @property
     def max_upload_bytes(self) -> int:
@@ -141,7 +166,7 @@ class EmotionPage:
 
     # ------------------------------------------------------------------ files
     def analyse(self, path: str | os.PathLike | None) -> PageView:
-        """A file or finished recording: its emotion, and a timeline when it is longer than one window."""
+        """A file or finished recording: its emotion, and its utterances when it is longer than one clip."""
         if path is None:
             return PageView("Upload a file or record from the microphone.")
         name = Path(path).name
@@ -168,52 +193,49 @@ class EmotionPage:
             raise EmptyAudioError(name, "is an empty file (0 bytes)")
         duration = audio.audio_info(path, name=name).duration
         shown = _escape_markdown(name)
-        if duration <= self.window_seconds:
+        if duration <= self.clip_seconds:
             prediction = self.recognizer.predict(str(path))
             return PageView(
                 f"**{shown}** ({duration:.1f} s): **{prediction.label}** ({prediction.score:.0%})",
                 scores=dict(prediction.scores),
             )
         heading = f"**{shown}** ({duration:.1f} s)"
-        segments = self._timeline(path, self.silence_threshold_db)
-        if segments and all(s.silent for s in segments):
+        segments = self._timeline(path)
+        if not segments:
             level = max(rms_dbfs(block) for block in audio.iter_blocks(path, self.recognizer.sampling_rate))
-            if level >= QUIET_FLOOR_DB:  # quiet speech, not an empty room: label it, and say so
-                view = self._summary(heading, self._timeline(path, None))
+            if QUIET_FLOOR_DB <= level < QUIET_TARGET_DB:  # quiet speech, not an empty room: label it, and say so
+                gain = QUIET_TARGET_DB - level
+                view = self._summary(heading, self._timeline(path, gain_db=gain))
                 note = (
-                    f" ⚠️ A very quiet recording ({level:.0f} dBFS): no window reached the "
-                    f"{self.silence_threshold_db:g} dBFS speech level, so all were labelled; results may be unreliable."
+                    f" ⚠️ A very quiet recording ({level:.0f} dBFS): raised by {gain:.0f} dB to find its speech; "
+                    "results may be unreliable."
                 )
                 return replace(view, message=view.message + note)
         return self._summary(heading, segments)
 
-    def _timeline(self, path: Path, silence_threshold_db: float | None) -> list[Segment]:
+    def _timeline(self, path: Path, *, gain_db: float = 0.0) -> list[Segment]:
+        source: Any = str(path)
+        if gain_db:
+            gain = np.float32(10 ** (gain_db / 20))
+            source = (block * gain for block in audio.iter_blocks(path, self.recognizer.sampling_rate))
         return self.recognizer.predict_timeline(
-            str(path),
-            window_seconds=self.window_seconds,
-            hop_seconds=self.hop_seconds,
-            smoothing=self.smoothing,
-            silence_threshold_db=silence_threshold_db,
+            source, adapt=self.adapt, silence_threshold_db=self.silence_threshold_db
         )
 
     def _summary(self, heading: str, segments: list[Segment]) -> PageView:
-        scores = average_scores(segments)
-        silent = sum(s.silent for s in segments)
-        if scores is None:
+        summary = summarize(segments)
+        if summary is None:
             return PageView(
-                f"⚠️ {heading}: no speech found; every {self.window_seconds:g} s window is silent. "
-                "Check that the microphone is on and not muted.",
+                f"⚠️ {heading}: no speech found. Check that the microphone is on and not muted.",
                 segments=segments,
                 error=True,
             )
-        top = max(scores, key=scores.__getitem__)
-        voiced = len(segments) - silent
-        note = f", {silent} silent" if silent else ""
+        shares = {label: summary.shares.get(label, 0.0) for label in self.recognizer.labels}
         return PageView(
-            f"{heading}: mostly **{top}** ({scores[top]:.0%} on average over {voiced} windows of "
-            f"{self.window_seconds:g} s{note})",
-            scores=scores,
+            f"{heading}: {summary.describe(markdown=True)}.{adaptation_note(segments)}",
+            scores=shares,
             segments=segments,
+            summary=summary,
         )
 
     def explain(self, err: AudioError, name: str, *, path: str | os.PathLike | None = None) -> str:
@@ -257,14 +279,14 @@ class EmotionPage:
         try:
             rate, samples = _chunk_samples(chunk)
             if session is None or session.sampling_rate != rate:
-                stream = self.recognizer.stream(
-                    sampling_rate=rate,
-                    window_seconds=self.window_seconds,
-                    hop_seconds=self.hop_seconds,
-                    silence_threshold_db=self.silence_threshold_db,
-                )
-                session = LiveSession(stream, rate)
-            session.segments.extend(session.stream.push(samples))
+                session = LiveSession(self._stream(rate), rate)
+            got = session.stream.push(samples)
+            session.segments.extend(s for s in got if s.final)
+            provisional = [s for s in got if not s.final]
+            if provisional:
+                session.provisional = provisional[-1]
+            elif any(s.final for s in got) or not session.stream.speaking:
+                session.provisional = None
             session.seconds += samples.size / rate
         except AudioError as err:
             return session, PageView(self.explain(err, "the microphone stream"), error=True)
@@ -273,17 +295,34 @@ class EmotionPage:
             return session, PageView("⚠️ The live stream failed; the server log has the details.", error=True)
         return session, self._live_view(session)
 
+    def _stream(self, rate: int) -> UtteranceStream:
+        return self.recognizer.stream(  # type: ignore[return-value]
+            sampling_rate=rate,
+            adapt="online" if self.adapt == "recording" else self.adapt,  # live, the recording is not whole yet
+            hop_seconds=self.hop_seconds,
+            silence_threshold_db=self.silence_threshold_db,
+        )
+
     def _live_view(self, session: LiveSession) -> PageView:
         heard = f"🎙️ Listening: {session.seconds:.1f} s"
+        segments = session.segments + ([session.provisional] if session.provisional else [])
+        note = adaptation_note(segments)
+        if session.provisional is not None:
+            now = session.provisional
+            return PageView(
+                f"{heard}, now **{now.label}** ({now.score:.0%}, so far in this utterance).{note}",
+                scores=dict(now.scores),
+                segments=segments,
+            )
         if not session.segments:
-            return PageView(f"{heard}; the first result comes after {self.window_seconds:g} s.")
-        latest = session.segments[-1]
-        if latest.silent:
-            return PageView(f"{heard}, now silence", segments=list(session.segments))
+            return PageView(
+                f"{heard}; the emotion shows while you speak, and settles on each utterance when you pause."
+            )
+        last = session.segments[-1]
         return PageView(
-            f"{heard}, now **{latest.label}** ({latest.score:.0%})",
-            scores=dict(latest.scores),
-            segments=list(session.segments),
+            f"{heard}, last utterance **{last.label}** ({last.score:.0%}); waiting for speech.{note}",
+            scores=dict(last.scores),
+            segments=segments,
         )
 
     def live_stop_pressed(self, session: LiveSession | None) -> PageView | None:
@@ -305,6 +344,7 @@ class EmotionPage:
                 session.segments.extend(session.stream.flush())
             except Exception:
                 logger.exception("closing the live stream failed")
+            session.provisional = None
         return self._summary(f"Recording ({session.seconds:.1f} s)", list(session.segments))
 
 
@@ -329,31 +369,80 @@ def _gradio() -> Any:
 
 
 def timeline_rows(segments: Sequence[Segment]) -> list[list[Any]]:
-    """The timeline table: one row per window (start, end, emotion, score)."""
-    return [[round(s.start, 2), round(s.end, 2), s.label, round(s.score, 3)] for s in segments]
-
-
-def timeline_frame(segments: Sequence[Segment]) -> Any:
-    """The timeline plot's data: each emotion's probability at each voiced window's centre."""
-    import pandas as pd
-
-    rows = [
-        {"time (s)": round((s.start + s.end) / 2, 3), "probability": p, "emotion": label}
+    """The timeline table: one row per utterance (start, end, emotion, score, speech seconds); the emotion
+    of an utterance still in progress is marked "so far"."""
+    return [
+        [
+            round(s.start, 2),
+            round(s.end, 2),
+            s.label if s.final else f"{s.label} (so far)",
+            round(s.score, 3),
+            None if s.voiced is None else round(s.voiced, 2),
+        ]
         for s in segments
-        if not s.silent
-        for label, p in s.scores.items()
     ]
-    return pd.DataFrame(rows, columns=["time (s)", "probability", "emotion"])
+
+
+def emotion_colour(label: str, labels: Sequence[str]) -> str:
+    """The timeline colour of an emotion."""
+    if label in EMOTION_COLOURS:
+        return EMOTION_COLOURS[label]
+    others = [name for name in labels if name not in EMOTION_COLOURS]
+    return _SPARE_COLOURS[others.index(label) % len(_SPARE_COLOURS)] if label in others else "#bdbdbd"
+
+
+def timeline_svg(segments: Sequence[Segment], labels: Sequence[str]) -> str:
+    """The timeline plot: a bar per utterance over time, coloured by its emotion, as tall as its score (an
+    utterance still in progress is drawn faint), with a time axis and a legend. Plain SVG, no scripts."""
+    from html import escape
+
+    shown = [s for s in segments if not s.silent]
+    if not shown:
+        return ""
+    total = max(s.end for s in shown) or 1.0
+    width, top, height = 1000.0, 10.0, 120.0
+    parts = [
+        '<div style="font-size: 13px; opacity: 0.7">Emotion of each utterance over time (bar height: its score)</div>',
+        f'<svg class="ser-hf-timeline" viewBox="0 0 {width:g} 190" width="100%" role="img" '
+        'aria-label="Emotion of each utterance over time" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="0" y1="{top + height}" x2="{width:g}" y2="{top + height}" stroke="#888" stroke-width="1"/>',
+    ]
+    step = next((t for t in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if total / t <= 12), 7200)
+    for tick in np.arange(0, total + 1e-9, step):
+        x = tick / total * width
+        anchor = "start" if tick == 0 else "end" if x > width - 20 else "middle"
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + height + 16}" font-size="12" fill="#666" text-anchor="{anchor}">'
+            f"{tick:g} s</text>"
+        )
+    for s in shown:
+        x, w = s.start / total * width, max((s.end - s.start) / total * width, 1.0)
+        h = max(s.score, 0.05) * height
+        colour = emotion_colour(s.label, labels)
+        state = "final" if s.final else "provisional"
+        title = f"{s.start:.1f}-{s.end:.1f} s: {s.label} ({s.score:.0%}){'' if s.final else ', so far'}"
+        parts.append(
+            f'<rect data-label="{escape(s.label)}" data-state="{state}" x="{x:.1f}" y="{top + height - h:.1f}" '
+            f'width="{w:.1f}" height="{h:.1f}" fill="{colour}" fill-opacity="{1.0 if s.final else 0.4}">'
+            f"<title>{escape(title)}</title></rect>"
+        )
+    x = 0.0
+    for label in dict.fromkeys(s.label for s in shown):
+        parts.append(f'<rect x="{x:.0f}" y="166" width="12" height="12" fill="{emotion_colour(label, labels)}"/>')
+        parts.append(f'<text x="{x + 16:.0f}" y="177" font-size="13" fill="#444">{escape(label)}</text>')
+        x += 24 + 8 * len(label)
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def build_app(
     recognizer: EmotionRecognizer,
     *,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-    window_seconds: float | None = None,
+    clip_seconds: float | None = None,
     hop_seconds: float = 1.0,
-    smoothing: int = 1,
     silence_threshold_db: float | None = SILENCE_THRESHOLD_DB,
+    adapt: str = "auto",
     title: str = DEFAULT_TITLE,
     concurrency_limit: int = 2,
     live_time_limit: int | None = 600,
@@ -361,24 +450,25 @@ def build_app(
     """The Gradio app (a ``gradio.Blocks``) over ``recognizer``; serve it with `launch` or ``app.launch()``.
 
     ``concurrency_limit`` bounds how many files are analysed at once (and, separately, how many live
-    chunks); ``live_time_limit`` ends a live stream after that many seconds.
+    chunks); ``live_time_limit`` ends a live stream after that many seconds. The other options are
+    `EmotionPage`'s.
     """
     gr = _gradio()
     page = EmotionPage(
         recognizer,
         max_upload_mb=max_upload_mb,
-        window_seconds=window_seconds,
+        clip_seconds=clip_seconds,
         hop_seconds=hop_seconds,
-        smoothing=smoothing,
         silence_threshold_db=silence_threshold_db,
+        adapt=adapt,
     )
 
     def show(view: PageView) -> tuple[Any, ...]:
-        has_timeline = len(view.segments) > 1
+        has_timeline = bool(view.segments)
         return (
             view.message,
             view.scores,
-            gr.update(value=timeline_frame(view.segments), visible=has_timeline),
+            gr.update(value=timeline_svg(view.segments, recognizer.labels), visible=has_timeline),
             gr.update(value=timeline_rows(view.segments), visible=has_timeline),
         )
 
@@ -405,7 +495,8 @@ def build_app(
         gr.Markdown(
             f"# {title}\nUpload a file or record yourself, or stream the microphone and watch the emotion "
             f"change as you speak. Recognised emotions: {labels}. Files up to {max_upload_mb:g} MB "
-            f"({SUPPORTED_FORMATS}); recordings longer than {page.window_seconds:g} s get a timeline."
+            f"({SUPPORTED_FORMATS}); recordings longer than {page.clip_seconds:g} s get an emotion per "
+            "utterance (speech between pauses)."
         )
         with gr.Tabs():
             with gr.Tab("File or recording", id="file"):
@@ -418,17 +509,9 @@ def build_app(
                 )
         status = gr.Markdown("Upload a file or record from the microphone.", elem_id="status")
         emotion = gr.Label(num_top_classes=len(recognizer.labels), label="Emotion", elem_id="emotion")
-        plot = gr.LinePlot(
-            x="time (s)",
-            y="probability",
-            color="emotion",
-            y_lim=[0, 1],
-            label="Emotion over time",
-            visible=False,
-            elem_id="timeline-plot",
-        )
+        plot = gr.HTML(label="Emotion over time", visible=False, elem_id="timeline-plot")
         table = gr.Dataframe(
-            headers=TIMELINE_COLUMNS, interactive=False, label="Timeline", visible=False, elem_id="timeline-table"
+            headers=TIMELINE_COLUMNS, interactive=False, label="Utterances", visible=False, elem_id="timeline-table"
         )
         session = gr.State(None)
         outputs = [status, emotion, plot, table]

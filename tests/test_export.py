@@ -58,10 +58,11 @@ def test_onnx_recognizer_does_timeline_stream_and_save(pytorch, int8_folder, tmp
     recording = np.concatenate([synth_clip(5, 7, 1, seconds=2.0), np.zeros(RATE, np.float32)])
     path = tmp_path / "call.wav"
     sf.write(path, recording, RATE)
-    segments = onnx.predict_timeline(path, window_seconds=1.0, hop_seconds=1.0)
+    segments = onnx.predict_timeline(path, segmentation="windows", window_seconds=1.0, hop_seconds=1.0)
     assert [s.silent for s in segments] == [False, False, True]
-    assert [s.label for s in segments[:2]] == [s.label for s in pytorch.predict_timeline(path, window_seconds=1.0)[:2]]
-    stream = onnx.stream(window_seconds=1.0, hop_seconds=1.0)
+    expected = pytorch.predict_timeline(path, segmentation="windows", window_seconds=1.0)
+    assert [s.label for s in segments[:2]] == [s.label for s in expected[:2]]
+    stream = onnx.stream(segmentation="windows", window_seconds=1.0, hop_seconds=1.0)
     live = stream.push(recording) + stream.flush()
     assert [(s.start, s.label) for s in live] == [(s.start, s.label) for s in segments]
     copy = EmotionRecognizer.from_pretrained(onnx.save_pretrained(tmp_path / "copy"))

@@ -59,7 +59,9 @@ def test_listen_prints_a_segment_per_hop(trained, monkeypatch, capsys):
     speech = np.concatenate([synth_clip(5, 7, 1, seconds=3.0), np.zeros(RATE, np.float32)])
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(soxr.resample(speech, RATE, MIC_RATE)))
     model = str(trained.output_dir)
-    code = main(["listen", "--model", model, "--window", "1", "--hop", "1", "--duration", "4"])
+    code = main(
+        ["listen", "--model", model, "--segmentation", "windows", "--window", "1", "--hop", "1", "--duration", "4"]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     segments = [json.loads(line) for line in captured.out.splitlines()]

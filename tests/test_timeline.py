@@ -1,4 +1,5 @@
-"""Emotion over time: long files read in blocks, live streams, silence and smoothing."""
+"""Emotion over time in fixed windows (``segmentation="windows"``): long files read in blocks, live streams,
+silence and smoothing. The default, one segment per utterance, is tested in test_conversation.py."""
 
 import json
 
@@ -35,7 +36,7 @@ def recording(tmp_path_factory):
 
 
 def test_timeline_covers_the_file_and_marks_silence(recognizer, recording):
-    segments = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5)
+    segments = recognizer.predict_timeline(recording, segmentation="windows", window_seconds=1.0, hop_seconds=0.5)
     assert all(isinstance(s, Segment) for s in segments)
     assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(8.0)
     assert [s.start for s in segments] == sorted(s.start for s in segments)
@@ -48,9 +49,9 @@ def test_timeline_covers_the_file_and_marks_silence(recognizer, recording):
 
 
 def test_stream_in_random_chunks_equals_the_file_timeline(recognizer, recording):
-    offline = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5)
+    offline = recognizer.predict_timeline(recording, segmentation="windows", window_seconds=1.0, hop_seconds=0.5)
     samples, _ = sf.read(recording, dtype="float32")
-    stream = recognizer.stream(window_seconds=1.0, hop_seconds=0.5)
+    stream = recognizer.stream(segmentation="windows", window_seconds=1.0, hop_seconds=0.5)
     rng = np.random.default_rng(0)
     live, position = [], 0
     while position < samples.size:
@@ -70,14 +71,14 @@ def test_stream_in_random_chunks_equals_the_file_timeline(recognizer, recording)
 
 def test_stream_resamples_its_input(recognizer):
     clip = synth_clip(5, 7, 1, seconds=3.0)
-    stream = recognizer.stream(sampling_rate=44_100, window_seconds=1.0, hop_seconds=1.0)
+    stream = recognizer.stream(sampling_rate=44_100, segmentation="windows", window_seconds=1.0, hop_seconds=1.0)
     segments = stream.push(soxr.resample(clip, RATE, 44_100)) + stream.flush()
     assert len(segments) == 3 and segments[-1].end == pytest.approx(3.0, abs=0.01)
     assert [s.label for s in segments].count("angry") >= 2
 
 
 def test_short_file_gives_one_window(recognizer, clip_path):
-    segments = recognizer.predict_timeline(clip_path, window_seconds=3.0)
+    segments = recognizer.predict_timeline(clip_path, segmentation="windows", window_seconds=3.0)
     assert len(segments) == 1 and segments[0].start == 0.0
 
 
@@ -95,7 +96,7 @@ def test_stream_refuses_nan(recognizer):
     from ser_hf import InvalidSamplesError
 
     with pytest.raises(InvalidSamplesError, match="NaN"):
-        recognizer.stream().push(np.array([0.1, np.nan], np.float32))
+        recognizer.stream(segmentation="windows").push(np.array([0.1, np.nan], np.float32))
 
 
 @given(
@@ -126,9 +127,11 @@ def test_cli_timeline_prints_the_segments(trained, recognizer, recording, capsys
 
     model = str(trained.output_dir)
     args = ["predict", "--model", model, "--timeline", str(recording), "--window", "1", "--hop", "0.5"]
-    assert main([*args, "--smoothing", "3"]) == 0
+    assert main([*args, "--segmentation", "windows", "--smoothing", "3"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    expected = recognizer.predict_timeline(recording, window_seconds=1.0, hop_seconds=0.5, smoothing=3)
+    expected = recognizer.predict_timeline(
+        recording, segmentation="windows", window_seconds=1.0, hop_seconds=0.5, smoothing=3
+    )
     assert [line["file"] for line in lines] == [str(recording)] * len(expected)
     assert [(line["start"], line["label"], line["silent"]) for line in lines] == [
         (round(s.start, 3), s.label, s.silent) for s in expected
@@ -159,7 +162,9 @@ def test_tail_after_the_last_full_window_is_a_full_window(recognizer, recording,
     samples, _ = sf.read(recording, dtype="float32")
     path = tmp_path / "longer.wav"
     sf.write(path, np.concatenate([samples, samples[: RATE // 2]]), RATE)
-    segments = recognizer.predict_timeline(path, window_seconds=3.0, hop_seconds=1.0, silence_threshold_db=None)
+    segments = recognizer.predict_timeline(
+        path, segmentation="windows", window_seconds=3.0, hop_seconds=1.0, silence_threshold_db=None
+    )
     tail = segments[-1]
     assert (tail.start, tail.end) == (pytest.approx(5.5), pytest.approx(8.5))
     whole, _ = sf.read(path, dtype="float32")

@@ -19,9 +19,11 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import RATE, synth_clip
+from test_conversation import LABELS, build_conversation
 
 from ser_hf import EmotionRecognizer
-from ser_hf.web import EmotionPage, average_scores
+from ser_hf.conversation import summarize
+from ser_hf.web import EmotionPage
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -45,6 +47,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
     files = {
         "clip": root / "clip.wav",
         "recording": root / "recording.wav",
+        "conversation": root / "conversation.wav",
+        "mostly_angry": root / "mostly_angry.wav",
         "text": root / "notes.txt",
         "text_as_wav": root / "fake.wav",
         "zero_bytes": root / "empty.wav",
@@ -61,6 +65,10 @@ def media(tmp_path_factory) -> dict[str, Path]:
     parts = [synth_clip(5, 7, 1, seconds=2.0), np.zeros(2 * RATE, np.float32)]
     parts += [synth_clip(4, 7, 1, seconds=2.0), synth_clip(5, 8, 2, seconds=2.0)]
     sf.write(files["recording"], np.concatenate(parts), RATE)
+    sf.write(files["conversation"], build_conversation()[0], RATE)  # angry, sad, surprised, with pauses
+    pause = np.zeros(RATE // 2, np.float32)
+    angry = [pause, synth_clip(5, 7, 1, seconds=3.0), pause, synth_clip(8, 7, 1, seconds=1.0), pause]
+    sf.write(files["mostly_angry"], np.concatenate(angry), RATE)
     files["text"].write_text("this is not audio\n" * 20)
     files["text_as_wav"].write_text("this is not audio either\n" * 20)
     files["zero_bytes"].write_bytes(b"")
@@ -86,24 +94,33 @@ def test_short_clip_shows_the_prediction(page, recognizer, media):
     assert view.segments == [] and f"**{expected.label}**" in view.message and "clip" in view.message
 
 
-def test_long_recording_gets_a_timeline(page, recognizer, media):
-    view = page.analyse(str(media["recording"]))
-    expected = recognizer.predict_timeline(media["recording"], window_seconds=3.0, hop_seconds=1.0)
-    assert not view.error and len(view.segments) == len(expected) == 6
-    assert [(s.start, s.end, s.label) for s in view.segments] == [(s.start, s.end, s.label) for s in expected]
-    assert view.scores == pytest.approx(average_scores(expected))
-    voiced = sum(not s.silent for s in expected)
-    assert view.label in recognizer.labels and f"mostly **{view.label}**" in view.message
-    assert f"over {voiced} windows of 3 s" in view.message
+def test_long_recording_shows_its_utterances_and_an_honest_summary(page, recognizer, media):
+    view = page.analyse(str(media["conversation"]))
+    expected = recognizer.predict_timeline(media["conversation"])
+    assert not view.error and [s.label for s in view.segments] == [s.label for s in expected] == LABELS
+    assert [(s.start, s.end) for s in view.segments] == [(s.start, s.end) for s in expected]
+    summary = summarize(expected)
+    assert summary.majority is None and view.summary == summary
+    assert summary.describe(markdown=True) in view.message and "mixed: " in view.message
+    assert view.scores == {label: summary.shares.get(label, 0.0) for label in recognizer.labels}
+    assert f"Adapted to the speaker's voice on {expected[-1].adapted_seconds:.0f} s of speech" in view.message
+
+
+def test_a_clear_majority_of_the_voiced_time_is_mostly_that_emotion(page, media):
+    view = page.analyse(str(media["mostly_angry"]))
+    assert [s.label for s in view.segments] == ["angry", "surprised"] and view.label == "angry"
+    assert "mostly **angry** (7" in view.message  # 3 s of 4 s of speech
 
 
 def test_quiet_speech_is_labelled_with_a_warning(page, recognizer, media):
-    """Every window under the -65 dBFS silence threshold, but above an empty room: labelled, with a note."""
+    """Nothing above the -65 dBFS silence threshold, but louder than an empty room: raised, labelled, noted."""
+    assert recognizer.predict_timeline(media["quiet_speech"]) == []  # as it is, no speech is found
     view = page.analyse(str(media["quiet_speech"]))
-    expected = recognizer.predict_timeline(media["quiet_speech"], window_seconds=3.0, silence_threshold_db=None)
-    assert not view.error and "very quiet recording" in view.message
-    assert [s.label for s in view.segments] == [s.label for s in expected] and not any(s.silent for s in view.segments)
-    assert recognizer.predict_timeline(media["quiet_speech"], window_seconds=3.0)[0].silent  # the default would not
+    samples, _ = sf.read(media["quiet_speech"], dtype="float32")
+    gain = 10 ** ((-30 - 20 * np.log10(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))) / 20)
+    expected = recognizer.predict_timeline([samples * np.float32(gain)])
+    assert not view.error and "very quiet recording (-70 dBFS): raised by 40 dB" in view.message
+    assert [s.label for s in view.segments] == [s.label for s in expected] == ["sad"]
 
 
 @pytest.mark.parametrize(
@@ -158,19 +175,20 @@ def test_live_sessions_are_separate_and_match_the_stream(page, recognizer):
             first_view = first_view or view
         if i < len(chunks_b):
             session_b, _ = page.live_chunk(session_b, chunks_b[i])
-    assert "first result comes after 3 s" in first_view.message and first_view.scores is None
+    assert "the emotion shows while you speak" in first_view.message and first_view.scores is None
     assert session_a is not session_b and session_a.seconds == pytest.approx(5.5, abs=1e-3)
+    assert session_a.stream.speaker is not session_b.stream.speaker  # each visitor's voice is their own
     end_a, end_b = page.live_stop(session_a), page.live_stop(session_b)
 
     for session_end, chunks in ((end_a, chunks_a), (end_b, chunks_b)):
-        stream = recognizer.stream(sampling_rate=chunks[0][0], window_seconds=3.0, hop_seconds=1.0)
+        stream = recognizer.stream(sampling_rate=chunks[0][0], hop_seconds=1.0)
         pcm = np.concatenate([c for _, c in chunks]).astype(np.float32) / 32768
-        expected = stream.push(pcm) + stream.flush()
+        expected = [s for s in stream.push(pcm) + stream.flush() if s.final]
         assert [(round(s.start, 3), round(s.end, 3), s.label) for s in session_end.segments] == [
             (round(s.start, 3), round(s.end, 3), s.label) for s in expected
         ]
-        assert session_end.scores == pytest.approx(average_scores(expected), abs=1e-5)
-        assert "Recording" in session_end.message and not session_end.error
+        assert session_end.summary == summarize(expected)
+        assert "Recording" in session_end.message and "mostly" in session_end.message and not session_end.error
 
 
 def test_a_chunk_after_the_summary_starts_a_new_recording(page):
@@ -183,6 +201,7 @@ def test_a_chunk_after_the_summary_starts_a_new_recording(page):
     seconds, segments = session.seconds, list(session.segments)
     fresh, view = page.live_chunk(session, chunks[-1])
     assert fresh is not session and fresh.seconds == pytest.approx(0.1) and "Listening: 0.1 s" in view.message
+    assert fresh.stream.speaker is not session.stream.speaker and fresh.stream.speaker.seconds == 0  # a new voice
     assert (session.seconds, session.segments) == (seconds, segments)  # the summarised recording is untouched
 
 
@@ -198,12 +217,18 @@ def test_the_stop_button_waits_for_the_summary_unless_no_audio_came(page):
     assert view.error and "no audio reached the server" in view.message
 
 
-def test_live_view_while_speaking_shows_the_latest_window(page):
-    session, view = None, None
-    for chunk in _mic_chunks(synth_clip(5, 7, 1, seconds=3.2), 16_000, [1600] * 40):
+def test_live_view_shows_the_utterance_so_far_then_its_final_label(page):
+    speech = np.concatenate([synth_clip(5, 7, 1, seconds=2.2), np.zeros(RATE, np.float32)])
+    session, views = None, []
+    for chunk in _mic_chunks(speech, 16_000, [1600] * 40):
         session, view = page.live_chunk(session, chunk)
-    latest = session.segments[-1]
-    assert view.label == latest.label and view.scores == latest.scores and f"now **{latest.label}**" in view.message
+        views.append(view)
+    speaking = views[15]  # 1.6 s in: a provisional label for the utterance so far
+    assert "now **angry**" in speaking.message and "so far" in speaking.message
+    assert [s.final for s in speaking.segments] == [False] and speaking.label == "angry"
+    done = views[-1]  # the pause after it was heard: the utterance is final
+    assert "last utterance **angry**" in done.message and [s.final for s in done.segments] == [True]
+    assert session.segments == done.segments and session.provisional is None
 
 
 def test_live_stop_without_audio_says_so(page):
@@ -371,17 +396,19 @@ def test_browser_upload_shows_the_predicted_emotion(tab, recognizer, media):
     assert len(tab.query_selector_all("#emotion [data-testid$=-confidence-set]")) == len(recognizer.labels)
 
 
-def test_browser_long_recording_shows_a_timeline(tab, recognizer, media):
-    expected = recognizer.predict_timeline(media["recording"], window_seconds=3.0, hop_seconds=1.0)
-    tab.set_input_files("#audio-input input[type=file]", str(media["recording"]))
-    _wait_status(tab, "mostly")
+def test_browser_conversation_shows_its_utterances_and_summary(tab, page, recognizer, media):
+    expected = page.analyse(str(media["conversation"]))
+    tab.set_input_files("#audio-input input[type=file]", str(media["conversation"]))
+    status = _wait_status(tab, "mixed")
+    assert expected.summary.describe() in status and "Adapted to the speaker's voice" in status
     tab.wait_for_selector("#timeline-table [data-testid=cell-0-2]", timeout=30_000)
     shown = tab.eval_on_selector_all(
         "#timeline-table [data-testid^=cell-][data-testid$='-2']",
         "cells => cells.map(c => [Number(c.dataset.testid.split('-')[1]), c.innerText.trim()])",
     )
-    assert [label for _, label in sorted(shown)] == [s.label for s in expected]
-    tab.wait_for_selector("#timeline-plot canvas, #timeline-plot svg", timeout=30_000)
+    assert [label for _, label in sorted(shown)] == LABELS
+    bars = tab.eval_on_selector_all("#timeline-plot svg rect[data-label]", "bars => bars.map(b => b.dataset.label)")
+    assert bars == LABELS  # one bar per utterance, coloured by its emotion
     ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
 
@@ -438,15 +465,15 @@ def _start_live_recording(web, attempts: int = 4) -> None:
 
 def test_browser_live_microphone_updates_while_speaking(tab, recognizer):
     _start_live_recording(tab)
-    live = _wait_status(tab, "now ", timeout=120_000)  # the first window is complete: a result while recording
-    assert any(f"now {label}" in live for label in [*recognizer.labels, "silence"]), live
+    live = _wait_status(tab, "now ", timeout=120_000)  # a label for the utterance so far, while recording
+    assert any(f"now {label}" in live for label in recognizer.labels), live
     tab.wait_for_selector("#emotion [data-testid=label-output-value]", timeout=30_000)
     time.sleep(2)
     tab.click("#live-input .stop-button")
     summary = _wait_status(tab, "Recording (", timeout=60_000)
-    assert "mostly" in summary or "no speech" in summary
+    assert "mostly" in summary or "mixed" in summary or "no speech" in summary
     tab.wait_for_timeout(3_000)  # nothing that arrives after the summary (the stream's last output) replaces it
     assert _status(tab).replace("\\", "") == summary
-    tab.wait_for_selector("#timeline-plot canvas, #timeline-plot svg", timeout=30_000)
+    tab.wait_for_selector("#timeline-plot svg rect[data-label]", timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "web-live.png"), full_page=True)
