@@ -19,7 +19,6 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from common import environment, missing, table, target
