@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import environment
 from paired import print_pairs, time_pairs
 
 from ser_hf.fast_dropout import FastDropout, fast_dropout
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     parser.add_argument("--bf16", action="store_true", help="Steps under CPU bf16 autocast (ser-hf's default on AMX).")
     args = parser.parse_args()
+    print(environment())
 
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
@@ -72,8 +74,7 @@ def main() -> None:
     frames = int(model._get_feat_extract_output_lengths(torch.tensor(inputs.shape[1])))
     alone = time_dropout_alone(frames, 8)
 
-    print(f"\n## Dropout and the training step (bench/dropout_speed.py; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads)\n")  # fmt: skip
+    print("\n## Dropout and the training step: torch's dropout against ser_hf.fast_dropout\n")
     print(f"- wav2vec2-base-sized, {args.attn} attention, {'bf16 autocast' if args.bf16 else 'fp32'}, batch 8 x "
           f"{args.seconds} s ({frames} frames), {args.pairs} alternating pairs after one warm-up pair\n")  # fmt: skip
     print_pairs("dropout", ("torch (native)", "ser_hf.fast_dropout"), native, fast)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from common import environment, missing, table
 
 RATE = 16_000
 TEST_ACTORS = (21, 22, 23, 24)
@@ -188,10 +188,21 @@ def run_pipeline(model_dir: Path, files: list[Path], flops: list[float]) -> Run:
     return Run("(a) pipeline", wall, [out[0]["label"] for out in outputs], scores, sum(flops), note)
 
 
+def with_trimming(recognizer: Any, trim: bool) -> Any:
+    """The same model, its clips cut of leading and trailing silence or not (loudness as the model's own)."""
+    from ser_hf import EmotionRecognizer
+    from ser_hf.feature_extraction import SERFeatureExtractor, base_extractor
+
+    loudness = getattr(recognizer.feature_extractor, "loudness_db", None)
+    extractor = SERFeatureExtractor(base_extractor(recognizer.feature_extractor), trim=trim, loudness_db=loudness)
+    return EmotionRecognizer(recognizer.model, extractor, device=recognizer.device)
+
+
 def run_recognizer(name: str, recognizer: Any, files: list[Path], flops: list[float], *, trim: bool) -> Run:
-    recognizer.predict([str(f) for f in files[:2]], trim_silence=trim)  # warm-up
+    recognizer = with_trimming(recognizer, trim)
+    recognizer.predict([str(f) for f in files[:2]])  # warm-up
     start = time.perf_counter()
-    predictions = recognizer.predict([str(f) for f in files], trim_silence=trim)
+    predictions = recognizer.predict([str(f) for f in files])
     wall = time.perf_counter() - start
     return Run(name, wall, [p.label for p in predictions], [dict(p.scores) for p in predictions], sum(flops))
 
@@ -207,13 +218,14 @@ def max_score_difference(a: Run, b: Run) -> float:
 def bench_model(
     title: str, model_dir: Path, files: list[Path], work: Path, peak: float, trained: bool
 ) -> dict[str, Any]:
-    from ser_hf import EmotionRecognizer, audio
+    from ser_hf import EmotionRecognizer
+    from ser_hf.preparation import trim_silence
 
     recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
     decoded = [recognizer.load(str(f)) for f in files]
     seconds = sum(w.size for w in decoded) / RATE
     lengths = [w.size for w in decoded]
-    trimmed = [audio.trim_silence(w, RATE).size for w in decoded]
+    trimmed = [trim_silence(w, RATE).size for w in decoded]
     start = time.perf_counter()
     flops = flops_per_clip(model_dir, lengths + trimmed)
     flops_full, flops_trimmed = flops[: len(files)], flops[len(files) :]
@@ -238,21 +250,18 @@ def bench_model(
     print(f"  trimmed (FlopCounterMode on meta tensors, {count_time:.1f} s); ONNX int8 export took {export_time:.1f} s")
     print(f"- (a): {pipeline_run.note}")
     print()
-    header = "| path | wall s | clips/s | RTF | x (a) | GFLOP/s | % fp32 peak | top-1 = (a) | max Δp vs (a) |"
-    if trained:
-        header += " UA |"
-    print(header)
-    print("|" + " --- |" * (header.count("|") - 1))
+    header = ["path", "wall s", "clips/s", "RTF", "x (a)", "GFLOP/s", "% of the fp32 peak", "top-1 = (a)"]
+    header += ["max Δp vs (a)"] + (["UA"] if trained else [])
+    rows = []
     for run in runs:
         gflops = run.flops / run.wall / 1e9
-        row = (
-            f"| {run.name} | {run.wall:.1f} | {len(files) / run.wall:.2f} | {run.wall / seconds:.3f} | "
-            f"{pipeline_run.wall / run.wall:.2f} | {gflops:.0f} | {100 * gflops / peak:.0f} | "
-            f"{100 * agreement(run, pipeline_run):.1f}% | {max_score_difference(run, pipeline_run):.1e} |"
-        )
+        row = [run.name, f"{run.wall:.1f}", f"{len(files) / run.wall:.2f}", f"{run.wall / seconds:.3f}"]
+        row += [f"{pipeline_run.wall / run.wall:.2f}", f"{gflops:.0f}", f"{100 * gflops / peak:.0f}"]
+        row += [f"{100 * agreement(run, pipeline_run):.1f}%", f"{max_score_difference(run, pipeline_run):.1e}"]
         if trained:
-            row += f" {100 * unweighted_recall(run.labels, files, recognizer.labels):.1f} |"
-        print(row)
+            row.append(f"{100 * unweighted_recall(run.labels, files, recognizer.labels):.1f}")
+        rows.append(row)
+    print(table(header, rows))
     exact, trim = by_name["(b) predict, exact"], by_name["(b) predict, trimmed"]
     onnx_exact, onnx_trim = by_name["(c) onnx int8, exact"], by_name["(c) onnx int8, trimmed"]
     summary = {
@@ -327,18 +336,18 @@ def bench_timeline(
     shown = "the default window" if window is None else f"{window:g} s windows"
     print(f"\n## predict_timeline on a {seconds / 60:.0f}-minute 16 kHz file ({shown}, {hop:g} s hop), child process\n")
     # VmHWM, read by the child itself: wait4's ru_maxrss would count the parent's memory copied at fork.
-    print("| model | backend | wall s | RTF | segments | silent | peak RSS of the process (VmHWM, MiB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
     for name, folder in model_dirs.items():
         child = run_child(TIMELINE_CHILD, str(folder), str(long_file), json.dumps(window), str(hop))
         if child.returncode != 0:
-            print(f"| {name} | failed: {(child.stderr.strip().splitlines() or [child.returncode])[-1]} |")
+            problem = str((child.stderr.strip().splitlines() or [child.returncode])[-1]).replace("|", "/")
+            rows.append([name, f"failed: {problem}", "", "", "", "", ""])
             continue
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        print(
-            f"| {name} | {result['backend']} | {result['wall']:.1f} | {result['wall'] / seconds:.4f} | "
-            f"{result['segments']} | {result['silent']} | {result['vmhwm_kb'] / 1024:.0f} |"
-        )
+        rows.append([name, result["backend"], f"{result['wall']:.1f}", f"{result['wall'] / seconds:.4f}",
+                     result["segments"], result["silent"], f"{result['vmhwm_kb'] / 1024:.0f}"])  # fmt: skip
+    header = ["model", "backend", "wall s", "RTF", "segments", "silent", "peak RSS of the process (VmHWM, MiB)"]
+    print(table(header, rows))
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -360,24 +369,18 @@ def main() -> int:
     parser.add_argument("--skip_clips", action="store_true", help="Only the long-file timeline (Whisper).")
     args = parser.parse_args()
     data_dir = Path(args.data_dir)
-    for path in (data_dir, Path(args.whisper)):
-        if not path.exists():
-            print(f"skipped: {path} not found (real data and weights live in ../shared)")
-            return 0
+    if message := missing(data_dir, args.whisper):
+        print(message)
+        return 0
 
     import onnxruntime
-    import transformers
 
     run_start = time.perf_counter()
+    print(environment())
     peak = matmul_peak_gflops()
-    print("# ser-hf CPU inference benchmark\n")
-    print(
-        f"- {platform.processor() or platform.machine()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}"
-    )
+    print("\n# ser-hf CPU inference\n")
+    print(f"- onnxruntime {onnxruntime.__version__}; torch {torch.get_num_threads()} threads")
     print(f"- fp32 matmul peak (torch, 1024x1024, best burst): {peak:.0f} GFLOP/s")
-    print(f"- load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other work shares the CPUs)")
     files = pick_clips(data_dir, args.clips)
     summaries: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ser-hf-bench-") as tmp:

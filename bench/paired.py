@@ -10,6 +10,8 @@ import statistics
 import sys
 from collections.abc import Callable
 
+from common import table
+
 
 def time_pairs(
     first: Callable[[], float], second: Callable[[], float], pairs: int, names: tuple[str, str]
@@ -26,10 +28,9 @@ def time_pairs(
 
 def print_pairs(column: str, names: tuple[str, str], a: list[float], b: list[float]) -> None:
     """The two sides' mean, median and min step times, and the per-pair speed-up of the second over the first."""
-    print(f"| {column} | mean s/step | median s/step | min s/step |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, times in zip(names, (a, b), strict=True):
-        print(f"| {name} | {statistics.mean(times):.2f} | {statistics.median(times):.2f} | {min(times):.2f} |")
+    rows = [[name, *(f"{f(times):.2f}" for f in (statistics.mean, statistics.median, min))]
+            for name, times in zip(names, (a, b), strict=True)]  # fmt: skip
+    print(table([column, "mean s/step", "median s/step", "min s/step"], rows))
     ratios = [x / y for x, y in zip(a, b, strict=True)]
     print(f"\nMedian per-pair speed-up ({names[0]} / {names[1]} step time): {statistics.median(ratios):.2f}x "
           f"(range {min(ratios):.2f}-{max(ratios):.2f}); mean-time ratio "

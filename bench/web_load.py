@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from common import environment, table
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,7 +37,7 @@ def load_recognizer(args: argparse.Namespace):
 
     if args.model:
         return EmotionRecognizer.from_pretrained(args.model), f"model {args.model}"
-    model, extractor = load_backbone(args.backbone, list(RAVDESS_EMOTIONS), new_head=True)
+    model, extractor = load_backbone(args.backbone, list(RAVDESS_EMOTIONS))
     if is_whisper(model):
         shorten_whisper_window(model, extractor, 6)
     return EmotionRecognizer(model, extractor), f"backbone {args.backbone} (untrained head: latency only)"
@@ -79,6 +80,7 @@ def main() -> int:
         print(f"no --model given and no backbone at {args.backbone}: nothing to measure")
         return 0
 
+    print(environment())
     from gradio_client import Client, handle_file
 
     from ser_hf.web import launch
@@ -110,17 +112,14 @@ def main() -> int:
     latencies = [seconds for seconds, error in results if error is None]
     errors = [error for _, error in results if error is not None]
     base = statistics.median(baseline)
-    print(f"web load check: {described}; clips from {paths[0].parent}")
-    print(f"app concurrency_limit={args.concurrency_limit}; torch threads={__import__('torch').get_num_threads()}")
-    print(f"baseline (one at a time, n={len(baseline)}): p50 {base:.3f} s")
-    columns = ("requests", "answered", "errors", "p50 s", "p95 s", "max s", "wall s", "req/s")
-    print(" ".join(f"{name:>{width}}" for name, width in zip(columns, (8, 8, 6, 7, 7, 7, 7, 6))))
-    print(
-        f"{len(results):>8} {len(latencies):>8} {len(errors):>6} {percentile(latencies, 50):>7.3f} "
-        f"{percentile(latencies, 95):>7.3f} {max(latencies, default=float('nan')):>7.3f} {wall:>7.2f} "
-        f"{len(latencies) / wall:>6.2f}"
-    )
-    print(f"p50 under load / baseline p50: {percentile(latencies, 50) / base:.1f}x")
+    print(f"\n## Web page under load: {described}\n")
+    print(f"clips from {paths[0].parent}; app concurrency_limit={args.concurrency_limit}")
+    print(f"baseline (one at a time, n={len(baseline)}): p50 {base:.3f} s\n")
+    columns = ["requests at once", "answered", "errors", "p50 s", "p95 s", "max s", "wall s", "req/s"]
+    row = [len(results), len(latencies), len(errors), f"{percentile(latencies, 50):.3f}"]
+    row += [f"{percentile(latencies, 95):.3f}", f"{max(latencies, default=float('nan')):.3f}", f"{wall:.2f}"]
+    print(table(columns, [[*row, f"{len(latencies) / wall:.2f}"]]))
+    print(f"\np50 under load / baseline p50: {percentile(latencies, 50) / base:.1f}x")
     for error in errors[:5]:
         print("error:", error)
     return 0 if not errors else 1
