@@ -285,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     predict = commands.add_parser(
-        "predict", help="Recognise the emotion in audio files (one JSON line each, or per window with --timeline)."
+        "predict",
+        help="Recognise the emotion in audio files (one JSON line each; with --timeline, one per utterance, or per "
+        "fixed window with --segmentation windows).",
     )
     predict.add_argument("files", nargs="+", help="Audio files (wav, flac, ogg, ...).")
     _model_options(predict)
@@ -309,12 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--timeline",
         action="store_true",
-        help="Emotion over time: one JSON line per utterance (or window) as it is read (files of any length).",
+        help="Emotion over time: one JSON line per utterance (or fixed window) as it is read (files of any length).",
     )
     _window_options(predict)
-    predict.add_argument("--smoothing", type=int, default=1, help="Average over this many neighbouring windows.")
+    predict.add_argument(
+        "--smoothing", type=int, default=1, help="Fixed windows: average over this many neighbouring windows."
+    )
 
-    listen = commands.add_parser("listen", help="Recognise emotion live from the microphone (needs ser-hf[live]).")
+    listen = commands.add_parser(
+        "listen",
+        help="Recognise emotion live from the microphone, utterance by utterance (needs ser-hf[live]).",
+    )
     _model_options(listen)
     _window_options(listen, recording=False)
     listen.add_argument("--input-device", "--input_device", default=None, help="sounddevice input index or name.")

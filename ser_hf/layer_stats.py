@@ -10,11 +10,11 @@ transformers ``PreTrainedModel`` registered with ``AutoConfig`` / ``AutoModelFor
 
 Why not the standard heads: transformers' ``WhisperForAudioClassification`` averages its whole input
 window, padding included, and takes no mask; and every standard head keeps only a (weighted) mean.
-Pooling over the real frames only, with the spread next to the mean, scored 76.4 UA against 70.7 for the
-standard weighted-layer head on the same cached Whisper tiny.en features (RAVDESS, 6 folds by actor;
-``bench/cv_ravdess.py``, see the README). Any encoder of the wav2vec2 family (wav2vec2, HuBERT, WavLM,
-data2vec-audio) or a Whisper encoder can sit under the head; the real frames come from the feature
-extractor's attention mask.
+Pooling over the real frames only, with the spread next to the mean, is more accurate than the standard
+weighted-layer head on the same cached encoder features (``bench/cv_ravdess.py`` compares them by
+cross-validation; see the Training page of the documentation). Any encoder of the wav2vec2 family
+(wav2vec2, HuBERT, WavLM, data2vec-audio) or a Whisper encoder can sit under the head; the real frames
+come from the feature extractor's attention mask.
 
 Speaker adaptation (``config.speaker_adaptive``): ser-hf trains the head on every clip twice, as heard
 and mapped onto the training speakers' average voice (each feature's mean and spread), so the model also
