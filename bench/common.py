@@ -13,8 +13,9 @@ from importlib import metadata
 from pathlib import Path
 
 
-def environment() -> str:
-    """One paragraph: when, on what, with which versions, and the command that printed the figures."""
+def environment(extra: Sequence[str] = ()) -> str:
+    """One paragraph: when, on what, with which versions (``extra``: more packages), and the command that printed
+    the figures."""
     import torch
 
     if torch.cuda.is_available():
@@ -30,7 +31,7 @@ def environment() -> str:
             pass
         device = f"CPU, {os.cpu_count()} cores{f' ({model})' if model else ''}, {torch.get_num_threads()} torch threads"
     versions = []
-    for name in ("ser-hf", "torch", "transformers", "datasets"):
+    for name in ("ser-hf", "torch", "transformers", "datasets", *extra):
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:

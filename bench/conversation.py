@@ -23,20 +23,17 @@ Exits 0 with a message when the data (or, to train, the base model) is absent.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import environment
 
 RATE = 16_000
+LIBRARIES = ("numpy", "webrtcvad-wheels", "silero-vad", "soxr")  # besides those every bench names
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 
@@ -50,41 +47,9 @@ class Conversation:
     clips: list[np.ndarray]
 
 
-def versions() -> str:
-    names = ("ser-hf", "torch", "transformers", "numpy", "webrtcvad-wheels", "silero-vad", "soxr")
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} (not installed)")
-    return ", ".join(found)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def header(title: str, args: argparse.Namespace, model: str) -> str:
-    import torch
-
-    return "\n".join(
-        [
-            f"## {title}",
-            f"date {datetime.datetime.now().isoformat(timespec='seconds')}; machine: {os.cpu_count()} CPUs "
-            f"({cpu_name()}, load average {os.getloadavg()[0]:.1f}), torch threads {torch.get_num_threads()}; "
-            f"model {model}",
-            f"libraries: {versions()}",
-            f"command: python {shlex.join(sys.argv)}",
-            "",
-        ]
-    )
+def header(title: str, model: str) -> str:
+    """A section title, the machine, the versions and the command, and the model measured."""
+    return f"## {title}\n{environment(LIBRARIES)}\nmodel: {model}\n"
 
 
 def build_conversations(args: argparse.Namespace) -> list[Conversation]:
@@ -341,7 +306,7 @@ def main() -> int:
     clips = [c for conversation in conversations for c in conversation.clips]
     truth = [label for conversation in conversations for label in conversation.labels]
     seconds = sum(c.samples.size for c in conversations) / RATE
-    print(header("Conversations: one emotion per utterance", args, model))
+    print(header("Conversations: one emotion per utterance", model))
     print(
         f"{len(conversations)} conversations of {args.clips} clips (actors {args.actors}; pauses 0.3-1.2 s; "
         f"{seconds / 60:.1f} min in all); UA % over the {len(clips)} clips\n"
@@ -383,7 +348,7 @@ def main() -> int:
 
     live = run_stream(recognizer, conversations, args.chunk)
     latency = live["latency"]
-    print(header("Live stream", args, model))
+    print(header("Live stream", model))
     print(
         f"{args.chunk:g} s chunks pushed in real time ({live['audio'] / 60:.1f} min of audio, default settings, "
         f"{live['provisional']} provisional labels on the way); latency = time the final label appears - end "
@@ -397,7 +362,7 @@ def main() -> int:
     print(f"| CPU seconds per second of audio (all threads) | {live['cpu_rtf']:.3f} |")
     print()
 
-    print(header("Targets", args, model))
+    print(header("Targets", model))
     met = mark(default_ua >= per_clip - 1)
     print(f"- default timeline UA {default_ua:.1f} >= per-clip UA - 1 ({per_clip - 1:.1f}) {met}")
     if adaptive:
@@ -411,7 +376,7 @@ def main() -> int:
     print()
 
     if args.sweep:
-        print(header("What chose the defaults", args, model))
+        print(header("What chose the defaults", model))
         print("Segmentation, fed in chunks (no processing time): UA % and the audio time from a clip's speech end")
         print("to its final label (s)\n")
         print("| voice activity detector | min_pause (s) | UA no adaptation | UA online | delay median | delay p90 |")

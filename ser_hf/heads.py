@@ -337,7 +337,7 @@ class ProbeData:
             np.concatenate([x, normalised]),
             np.concatenate([y, y]),
             np.concatenate([weights, weights]),
-            (both_masks),
+            both_masks,
             normalizer,
         )
 
